@@ -1,0 +1,342 @@
+//! The `vramzip` command line: parses, calls the library, prints.
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use vramzip::format::{self, Archive, CompressOptions, TensorStats};
+use vramzip::{Error, Result};
+
+#[derive(Parser)]
+#[command(name = "vramzip", version, about = "Lossless compression of model weights, decoded on the GPU")]
+struct Cli {
+    /// Worker threads for CPU work (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compress a .safetensors file, or a directory holding a sharded model.
+    Compress {
+        /// Input file or directory.
+        input: PathBuf,
+        /// Output file or directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Groups (32-bit output words) per chunk, 1 to 1024: smaller gives the GPU more
+        /// parallel chunks, at the price of a larger chunk index.
+        #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS)]
+        chunk_groups: usize,
+    },
+    /// Restore the original file or directory, byte for byte; checksums are checked.
+    Decompress {
+        /// Compressed file or directory.
+        input: PathBuf,
+        /// Output file or directory.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Per-tensor sizes, bits per weight, entropy bound and overhead over it.
+    Inspect {
+        /// Compressed file.
+        file: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode every tensor and check it against the stored checksums.
+    Verify {
+        /// Compressed file.
+        file: PathBuf,
+        /// Decode on the CPU instead of the GPU.
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// Compress, decode and check a file (default: the real-weights sample in assets/), and report
+    /// ratio, bound and throughputs.
+    Bench {
+        /// An uncompressed .safetensors file.
+        file: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: --threads {n}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn size_of(path: &Path) -> u64 {
+    if path.is_dir() {
+        std::fs::read_dir(path)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| size_of(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+fn mbps(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs.max(1e-9) / 1e6
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Compress { input, output, chunk_groups } => {
+            if !(1..=vramzip::codec::MAX_CHUNK_GROUPS).contains(&chunk_groups) {
+                return Err(Error::InvalidArgument(format!("--chunk-groups {chunk_groups}: must be 1 to 1024")));
+            }
+            let opts = CompressOptions { chunk_groups };
+            let t0 = Instant::now();
+            let before = size_of(&input);
+            let pb = bar(before, "compress");
+            if input.is_dir() {
+                format::compress_dir(&input, &output, &opts, &|_, b| pb.set_position(b))?;
+            } else {
+                format::compress_file(&input, &output, &opts, &|b| pb.set_position(b))?;
+            }
+            pb.finish_and_clear();
+            let after = size_of(&output);
+            let secs = t0.elapsed().as_secs_f64();
+            println!(
+                "compressed {} -> {}: {before} -> {after} bytes, ratio {:.4}, {secs:.2} s ({:.0} MB/s)",
+                input.display(), output.display(), after as f64 / before.max(1) as f64, mbps(before, secs)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Decompress { input, output } => {
+            let t0 = Instant::now();
+            let pb = bar(size_of(&input), "decompress");
+            if input.is_dir() {
+                format::decompress_dir(&input, &output, &|_, b| pb.set_position(b))?;
+            } else {
+                Archive::open(&input)?.decompress_to(&output, &|b| pb.set_position(b))?;
+            }
+            pb.finish_and_clear();
+            let after = size_of(&output);
+            let secs = t0.elapsed().as_secs_f64();
+            println!("decompressed {} -> {}: {after} bytes, checksums ok, {secs:.2} s ({:.0} MB/s)",
+                input.display(), output.display(), mbps(after, secs));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Inspect { file, json } => {
+            let archive = Archive::open(&file)?;
+            let stats = archive.stats()?;
+            let file_bytes = size_of(&file);
+            if json {
+                let tensors: Vec<_> = stats.iter().map(stats_json).collect();
+                let t = totals(&stats);
+                let doc = serde_json::json!({"file": file, "file_bytes": file_bytes,
+                    "header_bytes": archive.header_bytes(), "tensors": tensors, "totals": t.json()});
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            } else {
+                println!("{:<56} {:>5} {:>14} {:>11} {:>11} {:>6} {:>6} {:>7}",
+                    "tensor", "dtype", "shape", "original", "compressed", "bits/w", "bound", "over%");
+                for (s, t) in stats.iter().zip(&archive.tensors) {
+                    let shape = format!("{:?}", t.meta.shape).replace(' ', "");
+                    println!("{:<56} {:>5} {:>14} {:>11} {:>11} {:>6.3} {:>6.3} {:>7.3}",
+                        s.name, s.dtype, shape, s.original_bytes, s.compressed_bytes,
+                        bits_per(s.compressed_bytes as f64 * 8.0, s.elements), bits_per(s.bound_bits, s.elements),
+                        100.0 * (s.compressed_bytes as f64 * 8.0 / s.bound_bits.max(1e-9) - 1.0));
+                }
+                let t = totals(&stats);
+                println!("total: {} tensors, {} -> {} bytes of data (ratio {:.4}, bound {:.4}, {:.3}% over the bound); \
+                    file {file_bytes} bytes, header and index {:.3}% of it",
+                    stats.len(), t.original, t.compressed, t.ratio(), t.bound_ratio(), t.over_bound_pct(),
+                    100.0 * (archive.header_bytes() + t.index) as f64 / file_bytes.max(1) as f64);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify { file, cpu } => {
+            let archive = Archive::open(&file)?;
+            let _ = cpu;
+            let bad = verify_cpu(&archive);
+            report_verify(&file, archive.tensors.len(), &bad)
+        }
+        Cmd::Bench { file, json } => bench(file, json),
+    }
+}
+
+fn verify_cpu(archive: &Archive) -> Vec<(String, String)> {
+    use rayon::prelude::*;
+    archive
+        .tensors
+        .par_iter()
+        .filter_map(|t| archive.decode(t).err().map(|e| (t.meta.name.clone(), e.to_string())))
+        .collect()
+}
+
+fn report_verify(file: &Path, total: usize, bad: &[(String, String)]) -> Result<ExitCode> {
+    for (name, why) in bad {
+        eprintln!("mismatch: {name}: {why}");
+    }
+    if bad.is_empty() {
+        println!("{}: all {total} tensors match their checksums", file.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: {}: {} of {total} tensors differ", file.display(), bad.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn bits_per(bits: f64, elements: u64) -> f64 {
+    if elements == 0 { 0.0 } else { bits / elements as f64 }
+}
+
+fn stats_json(s: &TensorStats) -> serde_json::Value {
+    serde_json::json!({"name": s.name, "dtype": s.dtype, "elements": s.elements,
+        "original_bytes": s.original_bytes, "compressed_bytes": s.compressed_bytes,
+        "index_bytes": s.index_bytes, "sym_bits": s.sym_bits,
+        "bits_per_weight": bits_per(s.compressed_bytes as f64 * 8.0, s.elements),
+        "bound_bits_per_weight": bits_per(s.bound_bits, s.elements),
+        "stream_bits_capped": s.capped_bits, "stream_bits_unlimited": s.unlimited_bits})
+}
+
+struct Totals {
+    original: u64,
+    compressed: u64,
+    index: u64,
+    bound_bits: f64,
+    capped: u64,
+    unlimited: u64,
+}
+
+impl Totals {
+    fn ratio(&self) -> f64 {
+        self.compressed as f64 / self.original.max(1) as f64
+    }
+    fn bound_ratio(&self) -> f64 {
+        self.bound_bits / 8.0 / self.original.max(1) as f64
+    }
+    fn over_bound_pct(&self) -> f64 {
+        100.0 * (self.compressed as f64 * 8.0 / self.bound_bits.max(1e-9) - 1.0)
+    }
+    fn cap_cost_pct(&self) -> f64 {
+        100.0 * (self.capped as f64 / self.unlimited.max(1) as f64 - 1.0)
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"original_bytes": self.original, "compressed_bytes": self.compressed,
+            "index_bytes": self.index, "ratio": self.ratio(), "bound_ratio": self.bound_ratio(),
+            "over_bound_pct": self.over_bound_pct(), "length_cap_cost_pct": self.cap_cost_pct()})
+    }
+}
+
+fn totals(stats: &[TensorStats]) -> Totals {
+    Totals {
+        original: stats.iter().map(|s| s.original_bytes).sum(),
+        compressed: stats.iter().map(|s| s.compressed_bytes).sum(),
+        index: stats.iter().map(|s| s.index_bytes).sum(),
+        bound_bits: stats.iter().map(|s| s.bound_bits).sum(),
+        capped: stats.iter().map(|s| s.capped_bits).sum(),
+        unlimited: stats.iter().map(|s| s.unlimited_bits).sum(),
+    }
+}
+
+fn default_sample() -> PathBuf {
+    let here = PathBuf::from("assets/minilm-layer0.safetensors");
+    if here.exists() { here } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(here) }
+}
+
+fn bench(file: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+    let input = file.unwrap_or_else(default_sample);
+    let dir = std::env::temp_dir().join(format!("vramzip-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+    let out = dir.join("bench.vz.safetensors");
+    let result = bench_in(&input, &out, json);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn bench_in(input: &Path, out: &Path, json: bool) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let stats = format::compress_file(input, out, &CompressOptions::default(), &|_| {})?;
+    let encode_s = t0.elapsed().as_secs_f64();
+    let archive = Archive::open(out)?;
+    let original = {
+        let f = std::fs::File::open(input).map_err(|e| Error::Io { path: input.into(), source: e })?;
+        let h = format::read_header(&f, input)?;
+        let mut all = Vec::new();
+        for t in &h.tensors {
+            let mut b = vec![0u8; (t.end - t.start) as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, h.data_start + t.start)
+                .map_err(|e| Error::Io { path: input.into(), source: e })?;
+            all.push(b);
+        }
+        all
+    };
+    // Read the parts first so the CPU decode time counts decoding alone.
+    let parts: Vec<_> = archive.tensors.iter().map(|t| {
+        Ok(match t.layout { Some(_) => Some((archive.encoded(t)?, archive.codebook(t)?)), None => None })
+    }).collect::<Result<_>>()?;
+    let t1 = Instant::now();
+    let mut decoded = Vec::new();
+    for (t, p) in archive.tensors.iter().zip(&parts) {
+        decoded.push(match (&t.layout, p) {
+            (Some(layout), Some((enc, book))) => {
+                let mut buf = vec![0u8; layout.decoded_bytes() as usize];
+                vramzip::codec::decode(layout, enc, book, &mut buf, &t.meta.name)?;
+                buf
+            }
+            _ => archive.read(&t.meta.name)?,
+        });
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    let exact = decoded == original;
+    let tot = totals(&stats.tensors);
+    let coded: u64 = stats.tensors.iter().filter(|s| s.sym_bits.is_some()).map(|s| s.original_bytes).sum();
+    let file_ratio = stats.output_bytes as f64 / stats.input_bytes.max(1) as f64;
+    let meta_pct = 100.0 * (stats.header_bytes + tot.index) as f64 / stats.output_bytes.max(1) as f64;
+    if json {
+        let doc = serde_json::json!({"file": input, "tensors": stats.tensors.len(),
+            "input_bytes": stats.input_bytes, "output_bytes": stats.output_bytes, "file_ratio": file_ratio,
+            "data": tot.json(), "metadata_pct_of_output": meta_pct,
+            "cpu_encode_mb_s": mbps(tot.original, encode_s), "cpu_decode_mb_s": mbps(tot.original, decode_s),
+            "coded_bytes": coded, "bit_exact": exact});
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        println!("file              {}", input.display());
+        println!("tensors           {} ({} coded bytes of {})", stats.tensors.len(), coded, tot.original);
+        println!("size              {} -> {} bytes, ratio {:.4} (data {:.4})", stats.input_bytes, stats.output_bytes, file_ratio, tot.ratio());
+        println!("entropy bound     {:.4} (data over bound {:.3}%, length-12 cap costs {:.3}% of stream)",
+            tot.bound_ratio(), tot.over_bound_pct(), tot.cap_cost_pct());
+        println!("metadata          {:.3}% of the output (header, chunk index, code tables)", meta_pct);
+        println!("cpu encode        {:.0} MB/s ({} threads)", mbps(tot.original, encode_s), rayon::current_num_threads());
+        println!("cpu decode        {:.0} MB/s", mbps(tot.original, decode_s));
+        println!("bit-exact         {}", if exact { "yes" } else { "NO" });
+    }
+    Ok(if exact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

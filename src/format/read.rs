@@ -1,0 +1,228 @@
+//! Reading a compressed file: only the header at open, tensors on demand with positioned reads.
+
+use super::{Coding, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor, FORMAT_VERSION, checksum, part_name, read_header};
+use super::write::TempPath;
+use crate::codec::{self, Codebook, Encoded, Layout};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The parts of a coded tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Huffman stream.
+    Stream,
+    /// Raw low bits.
+    Raw,
+    /// Chunk index.
+    Chunks,
+    /// Per-tensor code table.
+    Table,
+}
+
+impl Part {
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            Part::Stream => "stream",
+            Part::Raw => "raw",
+            Part::Chunks => "chunks",
+            Part::Table => "table",
+        }
+    }
+}
+
+/// One original tensor of an archive.
+#[derive(Clone, Debug)]
+pub struct TensorEntry {
+    /// What the manifest says.
+    pub meta: ManifestTensor,
+    /// Its layout when coded.
+    pub layout: Option<Layout>,
+    /// Stored checksum.
+    pub xxh3: u64,
+}
+
+/// An open compressed file.
+#[derive(Debug)]
+pub struct Archive {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    ranges: HashMap<String, (u64, u64)>,
+    /// Original tensors in file order.
+    pub tensors: Vec<TensorEntry>,
+}
+
+impl Archive {
+    /// Opens a compressed file, reading and checking only its header.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let header = read_header(&file, path)?;
+        let text = header
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(MANIFEST_KEY))
+            .ok_or_else(|| Error::invalid(path, "not a vramzip file (no 'vramzip' entry in __metadata__)"))?;
+        let manifest: Manifest = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
+        if manifest.format != FORMAT_VERSION || manifest.lanes != codec::LANES {
+            return Err(Error::invalid(path, format!(
+                "vramzip format {} with {} lanes; this build reads format {FORMAT_VERSION} with {} lanes",
+                manifest.format, manifest.lanes, codec::LANES)));
+        }
+        let ranges: HashMap<String, (u64, u64)> = header
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), (header.data_start + t.start, header.data_start + t.end)))
+            .collect();
+        let u8_tensor = |name: &str| header.tensors.iter().any(|t| t.name == name && t.dtype == "U8");
+        if !u8_tensor(HEADER_TENSOR) {
+            return Err(Error::invalid(path, "the original header tensor is missing"));
+        }
+        let mut tensors = Vec::new();
+        for meta in manifest.tensors {
+            let xxh3 = u64::from_str_radix(&meta.xxh3, 16)
+                .map_err(|_| Error::invalid(path, format!("tensor '{}': bad checksum text", meta.name)))?;
+            let layout = match &meta.coding {
+                Coding::Stored => {
+                    match ranges.get(&meta.name) {
+                        Some((s, e)) if e - s == meta.bytes => {}
+                        _ => return Err(Error::invalid(path, format!("stored tensor '{}' is missing or of the wrong size", meta.name))),
+                    }
+                    None
+                }
+                Coding::Huffman { sym_bits, chunk_groups, codebook } => {
+                    let width = codec::element_bits(&meta.dtype).ok_or_else(|| {
+                        Error::invalid(path, format!("tensor '{}': dtype {} is not coded", meta.name, meta.dtype))
+                    })?;
+                    let n = meta.bytes / (width as u64 / 8);
+                    if n * (width as u64 / 8) != meta.bytes {
+                        return Err(Error::invalid(path, format!("tensor '{}': size not a multiple of its dtype", meta.name)));
+                    }
+                    let layout = Layout::new(n, width, *sym_bits, *chunk_groups)
+                        .map_err(|e| Error::invalid(path, format!("tensor '{}': {e}", meta.name)))?;
+                    for part in [Part::Stream, Part::Raw, Part::Chunks] {
+                        if !u8_tensor(&part_name(&meta.name, part)) {
+                            return Err(Error::invalid(path, format!("tensor '{}': part {} missing", meta.name, part.suffix())));
+                        }
+                    }
+                    if !u8_tensor(codebook) {
+                        return Err(Error::invalid(path, format!("tensor '{}': codebook '{codebook}' missing", meta.name)));
+                    }
+                    Some(layout)
+                }
+            };
+            tensors.push(TensorEntry { meta, layout, xxh3 });
+        }
+        Ok(Archive { path: path.to_path_buf(), file, header, ranges, tensors })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Names of all tensors stored in this file (parts included).
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.header.tensors.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// Per-tensor statistics, as at compression time (decodes every coded tensor on the CPU to
+    /// measure its entropy bound).
+    pub fn stats(&self) -> Result<Vec<super::TensorStats>> {
+        self.tensors
+            .iter()
+            .map(|t| {
+                let bytes = self.decode(t)?;
+                Ok(match &t.layout {
+                    Some(layout) => {
+                        let top16 = codec::top16_histogram(&bytes, layout.width);
+                        let hist = codec::symbol_histogram(&top16, layout.width, layout.sym_bits);
+                        super::tensor_stats(&t.meta.name, &t.meta.dtype, layout, &hist, &self.codebook(t)?, &self.encoded(t)?)
+                    }
+                    None => super::TensorStats::stored(&t.meta.name, &t.meta.dtype, t.meta.bytes),
+                })
+            })
+            .collect()
+    }
+
+    /// Size of the file's header (8-byte length included).
+    pub fn header_bytes(&self) -> u64 {
+        self.header.data_start
+    }
+
+    /// Byte range of a stored tensor (by its name in this file) within the file.
+    pub fn range(&self, name: &str) -> Result<(u64, u64)> {
+        self.ranges.get(name).copied().ok_or_else(|| Error::invalid(&self.path, format!("no tensor '{name}'")))
+    }
+
+    /// Reads a tensor of this file (a part, or a stored tensor) by its name here.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let (s, e) = self.range(name)?;
+        let mut buf = vec![0u8; (e - s) as usize];
+        self.file.read_exact_at(&mut buf, s).map_err(|err| Error::io(&self.path, err))?;
+        Ok(buf)
+    }
+
+    /// The original file's header bytes.
+    pub fn original_header(&self) -> Result<Vec<u8>> {
+        self.read(HEADER_TENSOR)
+    }
+
+    /// The coded parts of a tensor.
+    pub fn encoded(&self, t: &TensorEntry) -> Result<Encoded> {
+        Ok(Encoded {
+            stream: self.read(&part_name(&t.meta.name, Part::Stream))?,
+            raw: self.read(&part_name(&t.meta.name, Part::Raw))?,
+            chunk_bits: self.read(&part_name(&t.meta.name, Part::Chunks))?,
+        })
+    }
+
+    /// The code table of a coded tensor.
+    pub fn codebook(&self, t: &TensorEntry) -> Result<Codebook> {
+        let Coding::Huffman { codebook, .. } = &t.meta.coding else {
+            return Err(Error::InvalidArgument(format!("tensor '{}' is stored, it has no codebook", t.meta.name)));
+        };
+        Codebook::from_bytes(&self.read(codebook)?).map_err(|r| Error::corrupt(&t.meta.name, r))
+    }
+
+    /// Decodes one tensor on the CPU and checks its checksum.
+    pub fn decode(&self, t: &TensorEntry) -> Result<Vec<u8>> {
+        let bytes = match &t.layout {
+            None => self.read(&t.meta.name)?,
+            Some(layout) => {
+                let mut out = vec![0u8; layout.decoded_bytes() as usize];
+                codec::decode(layout, &self.encoded(t)?, &self.codebook(t)?, &mut out, &t.meta.name)?;
+                out
+            }
+        };
+        let actual = checksum(&bytes);
+        if actual != t.xxh3 {
+            return Err(Error::ChecksumMismatch { tensor: t.meta.name.clone(), expected: t.xxh3, actual });
+        }
+        Ok(bytes)
+    }
+
+    /// Writes the original file, byte for byte, to `output` (atomically: a temporary file renamed
+    /// into place). Every tensor's checksum is checked. `progress` gets the bytes done so far.
+    pub fn decompress_to(&self, output: &Path, progress: &dyn Fn(u64)) -> Result<()> {
+        let head = self.original_header()?;
+        let tmp = TempPath::beside(output, "vramzip");
+        let file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
+        let mut w = BufWriter::new(file);
+        w.write_all(&(head.len() as u64).to_le_bytes()).map_err(|e| Error::io(&tmp.0, e))?;
+        w.write_all(&head).map_err(|e| Error::io(&tmp.0, e))?;
+        let mut done = 0;
+        for t in &self.tensors {
+            let bytes = self.decode(t)?;
+            w.write_all(&bytes).map_err(|e| Error::io(&tmp.0, e))?;
+            done += bytes.len() as u64;
+            progress(done);
+        }
+        let file = w.into_inner().map_err(|e| Error::io(&tmp.0, e.into_error()))?;
+        tmp.persist(file, output)
+    }
+}

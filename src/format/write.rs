@@ -1,0 +1,251 @@
+//! Writing a compressed file.
+
+use super::{
+    Coding, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor, FORMAT_VERSION, Part, checksum,
+    part_name, read_header,
+};
+use crate::codec::{self, Codebook, Encoded, Layout, huffman};
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Options for [`compress_file`].
+#[derive(Clone, Debug)]
+pub struct CompressOptions {
+    /// Groups per chunk (see [`crate::codec`]); smaller gives the GPU more parallel chunks at the
+    /// price of a larger chunk index.
+    pub chunk_groups: usize,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions { chunk_groups: codec::DEFAULT_CHUNK_GROUPS }
+    }
+}
+
+/// What compression did to one tensor.
+#[derive(Clone, Debug)]
+pub struct TensorStats {
+    /// Original name.
+    pub name: String,
+    /// Dtype.
+    pub dtype: String,
+    /// Elements (0 when the dtype has no whole-byte size).
+    pub elements: u64,
+    /// Original bytes.
+    pub original_bytes: u64,
+    /// Bytes in the compressed file (all parts, code table included).
+    pub compressed_bytes: u64,
+    /// Bytes of chunk index and code table within `compressed_bytes`.
+    pub index_bytes: u64,
+    /// Coded symbol width, `None` when stored verbatim.
+    pub sym_bits: Option<u32>,
+    /// Order-0 entropy bound of the chosen split, in bits: symbol entropy plus raw bits.
+    pub bound_bits: f64,
+    /// Stream size with unlimited Huffman codes, in bits (to measure the cost of the length cap).
+    pub unlimited_bits: u64,
+    /// Stream size with the capped codes, in bits.
+    pub capped_bits: u64,
+}
+
+/// What compression did to a file.
+#[derive(Clone, Debug, Default)]
+pub struct CompressStats {
+    /// Per tensor, in file order.
+    pub tensors: Vec<TensorStats>,
+    /// Size of the input file.
+    pub input_bytes: u64,
+    /// Size of the output file.
+    pub output_bytes: u64,
+    /// Header bytes of the output (manifest and stored original header included).
+    pub header_bytes: u64,
+}
+
+impl TensorStats {
+    /// Stats of a tensor stored verbatim.
+    pub fn stored(name: &str, dtype: &str, bytes: u64) -> Self {
+        TensorStats {
+            name: name.to_string(),
+            dtype: dtype.to_string(),
+            elements: super::dtype_size(dtype).map_or(0, |s| bytes / s),
+            original_bytes: bytes,
+            compressed_bytes: bytes,
+            index_bytes: 0,
+            sym_bits: None,
+            bound_bits: 8.0 * bytes as f64,
+            unlimited_bits: 0,
+            capped_bits: 0,
+        }
+    }
+}
+
+/// Stats of one tensor coded with `hist` and `book` (used by compress and inspect alike).
+pub fn tensor_stats(name: &str, dtype: &str, layout: &Layout, hist: &[u64], book: &Codebook, enc: &Encoded) -> TensorStats {
+    let raw_total = layout.n * layout.raw_bits() as u64;
+    let unlimited = if hist.iter().filter(|&&c| c > 0).count() < 2 {
+        layout.n
+    } else {
+        let present: Vec<u64> = hist.iter().copied().filter(|&c| c > 0).collect();
+        let depths = huffman::huffman_depths(&present);
+        present.iter().zip(&depths).map(|(&c, &d)| c * d as u64).sum()
+    };
+    let table = book.to_bytes().len() as u64;
+    TensorStats {
+        name: name.to_string(),
+        dtype: dtype.to_string(),
+        elements: layout.n,
+        original_bytes: layout.decoded_bytes(),
+        compressed_bytes: (enc.stream.len() + enc.raw.len() + enc.chunk_bits.len()) as u64 + table,
+        index_bytes: enc.chunk_bits.len() as u64 + table,
+        sym_bits: Some(layout.sym_bits),
+        bound_bits: huffman::entropy_bits(hist) + raw_total as f64,
+        unlimited_bits: unlimited,
+        capped_bits: huffman::coded_bits(hist, &book.lens),
+    }
+}
+
+struct Out {
+    entries: Vec<(String, String, Vec<u64>, u64, u64)>,
+    data: BufWriter<File>,
+    pos: u64,
+    path: PathBuf,
+}
+
+impl Out {
+    fn put(&mut self, name: String, dtype: &str, shape: Vec<u64>, bytes: &[u8]) -> Result<()> {
+        self.data.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
+        let start = self.pos;
+        self.pos += bytes.len() as u64;
+        self.entries.push((name, dtype.to_string(), shape, start, self.pos));
+        Ok(())
+    }
+    fn put_u8(&mut self, name: String, bytes: &[u8]) -> Result<()> {
+        self.put(name, "U8", vec![bytes.len() as u64], bytes)
+    }
+}
+
+/// A temporary path beside `path`, removed on drop unless it was renamed into place.
+pub(crate) struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub(crate) fn beside(path: &Path, tag: &str) -> Self {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{tag}-{}.tmp", std::process::id()));
+        TempPath(path.with_file_name(name))
+    }
+    /// fsyncs and renames into place: the final name holds either the old file or the whole new one.
+    pub(crate) fn persist(self, file: File, to: &Path) -> Result<()> {
+        file.sync_all().map_err(|e| Error::io(&self.0, e))?;
+        drop(file);
+        std::fs::rename(&self.0, to).map_err(|e| Error::io(to, e))?;
+        std::mem::forget(self);
+        Ok(())
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Compresses the safetensors file `input` into `output`, reading one tensor at a time.
+/// `progress` is called with the original bytes done so far.
+pub fn compress_file(
+    input: &Path,
+    output: &Path,
+    opts: &CompressOptions,
+    progress: &dyn Fn(u64),
+) -> Result<CompressStats> {
+    let file = File::open(input).map_err(|e| Error::io(input, e))?;
+    let header = read_header(&file, input)?;
+    let names: std::collections::HashSet<&str> = header.tensors.iter().map(|t| t.name.as_str()).collect();
+    for t in &header.tensors {
+        if t.name == HEADER_TENSOR || t.name.contains(".vz.") && names.contains(t.name.rsplit_once(".vz.").map_or("", |p| p.0)) {
+            return Err(Error::invalid(input, format!("tensor name '{}' clashes with vramzip's own names", t.name)));
+        }
+    }
+    if header.metadata.as_ref().is_some_and(|m| m.contains_key(MANIFEST_KEY)) {
+        return Err(Error::invalid(input, "already a vramzip file (its __metadata__ has 'vramzip')"));
+    }
+    let data_tmp = TempPath::beside(output, "data");
+    let data_file = File::create(&data_tmp.0).map_err(|e| Error::io(&data_tmp.0, e))?;
+    let mut out = Out { entries: Vec::new(), data: BufWriter::new(data_file), pos: 0, path: data_tmp.0.clone() };
+    out.put_u8(HEADER_TENSOR.to_string(), &header.raw)?;
+    let mut manifest = Manifest { format: FORMAT_VERSION, lanes: codec::LANES, tensors: Vec::new() };
+    let mut stats = CompressStats::default();
+    let mut done = 0u64;
+    for t in &header.tensors {
+        let mut bytes = vec![0u8; (t.end - t.start) as usize];
+        file.read_exact_at(&mut bytes, header.data_start + t.start).map_err(|e| Error::io(input, e))?;
+        let sum = checksum(&bytes);
+        let coded = match codec::element_bits(&t.dtype) {
+            Some(width) => match codec::choose(&bytes, width, opts.chunk_groups)? {
+                Some(choice) => {
+                    let enc = codec::encode(&bytes, &choice.layout, &choice.codebook)?;
+                    Some((choice, enc))
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let coding = match coded {
+            Some((choice, enc)) => {
+                let codebook = part_name(&t.name, Part::Table);
+                out.put_u8(part_name(&t.name, Part::Stream), &enc.stream)?;
+                out.put_u8(part_name(&t.name, Part::Raw), &enc.raw)?;
+                out.put_u8(part_name(&t.name, Part::Chunks), &enc.chunk_bits)?;
+                out.put_u8(codebook.clone(), &choice.codebook.to_bytes())?;
+                stats.tensors.push(tensor_stats(&t.name, &t.dtype, &choice.layout, &choice.hist, &choice.codebook, &enc));
+                Coding::Huffman { sym_bits: choice.layout.sym_bits, chunk_groups: opts.chunk_groups, codebook }
+            }
+            None => {
+                out.put(t.name.clone(), &t.dtype, t.shape.clone(), &bytes)?;
+                stats.tensors.push(TensorStats::stored(&t.name, &t.dtype, bytes.len() as u64));
+                Coding::Stored
+            }
+        };
+        manifest.tensors.push(ManifestTensor {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            shape: t.shape.clone(),
+            bytes: bytes.len() as u64,
+            xxh3: format!("{sum:016x}"),
+            coding,
+        });
+        done += bytes.len() as u64;
+        progress(done);
+    }
+    let data_file = out.data.into_inner().map_err(|e| Error::io(&data_tmp.0, e.into_error()))?;
+    drop(data_file);
+
+    let mut meta = header.metadata.clone().unwrap_or_default();
+    meta.insert(
+        MANIFEST_KEY.to_string(),
+        serde_json::to_string(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?,
+    );
+    let mut json = serde_json::Map::new();
+    json.insert("__metadata__".into(), serde_json::to_value(&meta).unwrap_or_default());
+    for (name, dtype, shape, start, end) in &out.entries {
+        json.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, end]}));
+    }
+    let mut head = serde_json::to_vec(&serde_json::Value::Object(json)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    // safetensors pads the header with spaces so the data section starts 8-byte aligned
+    head.resize(head.len().next_multiple_of(8), b' ');
+
+    let tmp = TempPath::beside(output, "vramzip");
+    let final_file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
+    let mut w = BufWriter::new(final_file);
+    w.write_all(&(head.len() as u64).to_le_bytes()).map_err(|e| Error::io(&tmp.0, e))?;
+    w.write_all(&head).map_err(|e| Error::io(&tmp.0, e))?;
+    let mut data = File::open(&data_tmp.0).map_err(|e| Error::io(&data_tmp.0, e))?;
+    std::io::copy(&mut data, &mut w).map_err(|e| Error::io(&tmp.0, e))?;
+    let final_file = w.into_inner().map_err(|e| Error::io(&tmp.0, e.into_error()))?;
+    tmp.persist(final_file, output)?;
+    stats.input_bytes = header.data_start + header.tensors.last().map_or(0, |t| t.end);
+    stats.header_bytes = 8 + head.len() as u64 + header.raw.len() as u64;
+    stats.output_bytes = 8 + head.len() as u64 + out.pos;
+    Ok(stats)
+}
