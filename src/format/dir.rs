@@ -24,8 +24,8 @@ fn entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(v)
 }
 
-/// Compresses every shard of `input` into `output` under the same name, rewrites the index so it
-/// maps every tensor of the compressed shards, and copies every other file.
+/// Compresses every shard of `input` into `output` under the same name, rewrites the index (same
+/// names, new total size, the original text kept), and copies every other file.
 /// `progress(file, bytes_done_in_file)` reports progress.
 pub fn compress_dir(input: &Path, output: &Path, opts: &CompressOptions, progress: &dyn Fn(&Path, u64)) -> Result<Vec<CompressStats>> {
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
@@ -59,7 +59,7 @@ pub fn compress_dir(input: &Path, output: &Path, opts: &CompressOptions, progres
             let path = output.join(&shard);
             let archive = Archive::open(&path)?;
             total += std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-            for name in archive.tensor_names() {
+            for name in archive.tensor_names().into_iter().filter(|n| n != super::HEADER_TENSOR) {
                 map.insert(name, serde_json::Value::String(shard.clone()));
             }
         }

@@ -4,10 +4,12 @@
 //! A compressed file holds, as U8 tensors:
 //! * `__vramzip__.header`: the original file's header bytes, so decompression restores the file
 //!   byte for byte;
-//! * per coded tensor `NAME`: `NAME.vz.stream`, `NAME.vz.raw`, `NAME.vz.chunks` (see
-//!   [`crate::codec`] for the layout) and a code table, `NAME.vz.table` by default; the entry's
-//!   `codebook` field names the table tensor, so several tensors can share one;
+//! * per coded tensor, one U8 tensor under the original name holding its parts back to back:
+//!   chunk index, stream, raw plane (see [`crate::codec`] for the layout), then its code table
+//!   unless the manifest names a shared codebook tensor instead;
 //! * tensors stored verbatim keep their own name, dtype and shape, and stay usable as they are.
+//!
+//! Keeping the original names keeps a sharded model's `weight_map` valid.
 //!
 //! Its `__metadata__` keeps the original file's entries and adds `vramzip`: a JSON document
 //! ([`Manifest`]) listing every original tensor in file order with its dtype, shape, coding and
@@ -19,7 +21,7 @@ mod write;
 
 pub use dir::{ORIGINAL_INDEX_KEY, compress_dir, decompress_dir};
 
-pub use read::{Archive, Part, TensorEntry};
+pub use read::{Archive, PartRanges, TensorEntry};
 pub use write::{CompressOptions, CompressStats, TensorStats, compress_file, tensor_stats};
 
 use crate::error::{Error, Result};
@@ -154,8 +156,11 @@ pub enum Coding {
         sym_bits: u32,
         /// Groups per chunk.
         chunk_groups: usize,
-        /// Name of the tensor holding the code table.
-        codebook: String,
+        /// Bytes of the Huffman stream.
+        stream_bytes: u64,
+        /// Name of a shared codebook tensor; `None`: the table ends this tensor's own data.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        codebook: Option<String>,
     },
 }
 
@@ -186,11 +191,6 @@ pub struct Manifest {
     pub lanes: usize,
     /// Original tensors in file order.
     pub tensors: Vec<ManifestTensor>,
-}
-
-/// Names of the part tensors of a coded tensor.
-pub fn part_name(tensor: &str, part: Part) -> String {
-    format!("{tensor}.vz.{}", part.suffix())
 }
 
 /// The checksum used throughout.

@@ -1,6 +1,6 @@
 //! Reading a compressed file: only the header at open, tensors on demand with positioned reads.
 
-use super::{Coding, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor, FORMAT_VERSION, checksum, part_name, read_header};
+use super::{Coding, FORMAT_VERSION, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor, checksum, read_header};
 use super::write::TempPath;
 use crate::codec::{self, Codebook, Encoded, Layout};
 use crate::error::{Error, Result};
@@ -10,28 +10,17 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// The parts of a coded tensor.
+/// Where the parts of a coded tensor lie in the file: absolute byte ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// Huffman stream.
-    Stream,
-    /// Raw low bits.
-    Raw,
+pub struct PartRanges {
     /// Chunk index.
-    Chunks,
-    /// Per-tensor code table.
-    Table,
-}
-
-impl Part {
-    pub(crate) fn suffix(self) -> &'static str {
-        match self {
-            Part::Stream => "stream",
-            Part::Raw => "raw",
-            Part::Chunks => "chunks",
-            Part::Table => "table",
-        }
-    }
+    pub chunks: (u64, u64),
+    /// Huffman stream.
+    pub stream: (u64, u64),
+    /// Raw plane.
+    pub raw: (u64, u64),
+    /// Code table (in this tensor, or in a shared codebook tensor).
+    pub table: (u64, u64),
 }
 
 /// One original tensor of an archive.
@@ -43,6 +32,8 @@ pub struct TensorEntry {
     pub layout: Option<Layout>,
     /// Stored checksum.
     pub xxh3: u64,
+    /// Where its parts are, when coded.
+    pub parts: Option<PartRanges>,
 }
 
 /// An open compressed file.
@@ -86,36 +77,44 @@ impl Archive {
         for meta in manifest.tensors {
             let xxh3 = u64::from_str_radix(&meta.xxh3, 16)
                 .map_err(|_| Error::invalid(path, format!("tensor '{}': bad checksum text", meta.name)))?;
-            let layout = match &meta.coding {
+            let (layout, parts) = match &meta.coding {
                 Coding::Stored => {
                     match ranges.get(&meta.name) {
                         Some((s, e)) if e - s == meta.bytes => {}
                         _ => return Err(Error::invalid(path, format!("stored tensor '{}' is missing or of the wrong size", meta.name))),
                     }
-                    None
+                    (None, None)
                 }
-                Coding::Huffman { sym_bits, chunk_groups, codebook } => {
-                    let width = codec::element_bits(&meta.dtype).ok_or_else(|| {
-                        Error::invalid(path, format!("tensor '{}': dtype {} is not coded", meta.name, meta.dtype))
-                    })?;
+                Coding::Huffman { sym_bits, chunk_groups, stream_bytes, codebook } => {
+                    let bad = |why: &str| Error::invalid(path, format!("tensor '{}': {why}", meta.name));
+                    let width = codec::element_bits(&meta.dtype).ok_or_else(|| bad("its dtype is not one that is coded"))?;
                     let n = meta.bytes / (width as u64 / 8);
                     if n * (width as u64 / 8) != meta.bytes {
-                        return Err(Error::invalid(path, format!("tensor '{}': size not a multiple of its dtype", meta.name)));
+                        return Err(bad("size not a multiple of its dtype"));
                     }
-                    let layout = Layout::new(n, width, *sym_bits, *chunk_groups)
-                        .map_err(|e| Error::invalid(path, format!("tensor '{}': {e}", meta.name)))?;
-                    for part in [Part::Stream, Part::Raw, Part::Chunks] {
-                        if !u8_tensor(&part_name(&meta.name, part)) {
-                            return Err(Error::invalid(path, format!("tensor '{}': part {} missing", meta.name, part.suffix())));
-                        }
+                    let layout = Layout::new(n, width, *sym_bits, *chunk_groups).map_err(|e| bad(&e.to_string()))?;
+                    let (start, end) = match ranges.get(&meta.name) {
+                        Some(&r) if u8_tensor(&meta.name) => r,
+                        _ => return Err(bad("its data is missing")),
+                    };
+                    let chunks = (start, start + 2 * layout.chunks());
+                    let stream = (chunks.1, chunks.1.saturating_add(*stream_bytes));
+                    let raw = (stream.1, stream.1.saturating_add(layout.raw_bytes()));
+                    let table = match codebook {
+                        None => (raw.1, end),
+                        Some(name) => match ranges.get(name) {
+                            Some(&r) if u8_tensor(name) => r,
+                            _ => return Err(bad(&format!("codebook '{name}' missing"))),
+                        },
+                    };
+                    let own_end = if codebook.is_none() { table.1 } else { raw.1 };
+                    if raw.1 > end || own_end != end {
+                        return Err(bad("its parts do not fill its data"));
                     }
-                    if !u8_tensor(codebook) {
-                        return Err(Error::invalid(path, format!("tensor '{}': codebook '{codebook}' missing", meta.name)));
-                    }
-                    Some(layout)
+                    (Some(layout), Some(PartRanges { chunks, stream, raw, table }))
                 }
             };
-            tensors.push(TensorEntry { meta, layout, xxh3 });
+            tensors.push(TensorEntry { meta, layout, xxh3, parts });
         }
         Ok(Archive { path: path.to_path_buf(), file, header, ranges, tensors })
     }
@@ -159,12 +158,22 @@ impl Archive {
         self.ranges.get(name).copied().ok_or_else(|| Error::invalid(&self.path, format!("no tensor '{name}'")))
     }
 
-    /// Reads a tensor of this file (a part, or a stored tensor) by its name here.
+    /// Reads a tensor of this file (a coded tensor's parts, or a stored tensor) by its name here.
     pub fn read(&self, name: &str) -> Result<Vec<u8>> {
         let (s, e) = self.range(name)?;
+        self.read_range((s, e))
+    }
+
+    /// Reads an absolute byte range of the file.
+    pub fn read_range(&self, (s, e): (u64, u64)) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (e - s) as usize];
         self.file.read_exact_at(&mut buf, s).map_err(|err| Error::io(&self.path, err))?;
         Ok(buf)
+    }
+
+    /// Reads into `buf` from byte `offset` of the file (for uploads straight into staging memory).
+    pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(|err| Error::io(&self.path, err))
     }
 
     /// The original file's header bytes.
@@ -172,21 +181,24 @@ impl Archive {
         self.read(HEADER_TENSOR)
     }
 
+    fn parts(&self, t: &TensorEntry) -> Result<PartRanges> {
+        t.parts.ok_or_else(|| Error::InvalidArgument(format!("tensor '{}' is stored verbatim, not coded", t.meta.name)))
+    }
+
     /// The coded parts of a tensor.
     pub fn encoded(&self, t: &TensorEntry) -> Result<Encoded> {
+        let p = self.parts(t)?;
         Ok(Encoded {
-            stream: self.read(&part_name(&t.meta.name, Part::Stream))?,
-            raw: self.read(&part_name(&t.meta.name, Part::Raw))?,
-            chunk_bits: self.read(&part_name(&t.meta.name, Part::Chunks))?,
+            stream: self.read_range(p.stream)?,
+            raw: self.read_range(p.raw)?,
+            chunk_bits: self.read_range(p.chunks)?,
         })
     }
 
     /// The code table of a coded tensor.
     pub fn codebook(&self, t: &TensorEntry) -> Result<Codebook> {
-        let Coding::Huffman { codebook, .. } = &t.meta.coding else {
-            return Err(Error::InvalidArgument(format!("tensor '{}' is stored, it has no codebook", t.meta.name)));
-        };
-        Codebook::from_bytes(&self.read(codebook)?).map_err(|r| Error::corrupt(&t.meta.name, r))
+        let table = self.read_range(self.parts(t)?.table)?;
+        Codebook::from_bytes(&table).map_err(|r| Error::corrupt(&t.meta.name, r))
     }
 
     /// Decodes one tensor on the CPU and checks its checksum.

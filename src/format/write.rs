@@ -1,8 +1,8 @@
 //! Writing a compressed file.
 
 use super::{
-    Coding, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor, FORMAT_VERSION, Part, checksum,
-    part_name, read_header,
+    Coding, FORMAT_VERSION, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor, checksum,
+    read_header,
 };
 use crate::codec::{self, Codebook, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
@@ -161,11 +161,8 @@ pub fn compress_file(
 ) -> Result<CompressStats> {
     let file = File::open(input).map_err(|e| Error::io(input, e))?;
     let header = read_header(&file, input)?;
-    let names: std::collections::HashSet<&str> = header.tensors.iter().map(|t| t.name.as_str()).collect();
-    for t in &header.tensors {
-        if t.name == HEADER_TENSOR || t.name.contains(".vz.") && names.contains(t.name.rsplit_once(".vz.").map_or("", |p| p.0)) {
-            return Err(Error::invalid(input, format!("tensor name '{}' clashes with vramzip's own names", t.name)));
-        }
+    if header.tensors.iter().any(|t| t.name == HEADER_TENSOR) {
+        return Err(Error::invalid(input, format!("a tensor is named '{HEADER_TENSOR}', vramzip's own name")));
     }
     if header.metadata.as_ref().is_some_and(|m| m.contains_key(MANIFEST_KEY)) {
         return Err(Error::invalid(input, "already a vramzip file (its __metadata__ has 'vramzip')"));
@@ -193,13 +190,16 @@ pub fn compress_file(
         };
         let coding = match coded {
             Some((choice, enc)) => {
-                let codebook = part_name(&t.name, Part::Table);
-                out.put_u8(part_name(&t.name, Part::Stream), &enc.stream)?;
-                out.put_u8(part_name(&t.name, Part::Raw), &enc.raw)?;
-                out.put_u8(part_name(&t.name, Part::Chunks), &enc.chunk_bits)?;
-                out.put_u8(codebook.clone(), &choice.codebook.to_bytes())?;
+                let table = choice.codebook.to_bytes();
+                let blob = [&enc.chunk_bits[..], &enc.stream, &enc.raw, &table].concat();
+                out.put_u8(t.name.clone(), &blob)?;
                 stats.tensors.push(tensor_stats(&t.name, &t.dtype, &choice.layout, &choice.hist, &choice.codebook, &enc));
-                Coding::Huffman { sym_bits: choice.layout.sym_bits, chunk_groups: opts.chunk_groups, codebook }
+                Coding::Huffman {
+                    sym_bits: choice.layout.sym_bits,
+                    chunk_groups: opts.chunk_groups,
+                    stream_bytes: enc.stream.len() as u64,
+                    codebook: None,
+                }
             }
             None => {
                 out.put(t.name.clone(), &t.dtype, t.shape.clone(), &bytes)?;
