@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use vramzip::format::{self, Archive, CompressOptions, TensorStats};
+use vramzip::gpu::{self, GpuContext, GpuOptions};
 use vramzip::{Error, Result};
 
 #[derive(Parser)]
@@ -15,6 +16,9 @@ struct Cli {
     /// Worker threads for CPU work (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// GPU backend: vulkan, metal, dx12, gl or all (default: all, or $VRAMZIP_BACKEND).
+    #[arg(long, global = true)]
+    backend: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -57,6 +61,8 @@ enum Cmd {
         #[arg(long)]
         cpu: bool,
     },
+    /// List the GPU adapters wgpu sees, with backend, driver and key limits.
+    Adapters,
     /// Compress, decode and check a file (default: the real-weights sample in assets/), and report
     /// ratio, bound and throughputs.
     Bench {
@@ -77,7 +83,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match run(cli.cmd) {
+    match run(cli.cmd, cli.backend) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -114,7 +120,8 @@ fn mbps(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / secs.max(1e-9) / 1e6
 }
 
-fn run(cmd: Cmd) -> Result<ExitCode> {
+fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
+    let gpu_opts = GpuOptions { backend, ..Default::default() };
     match cmd {
         Cmd::Compress { input, output, chunk_groups } => {
             if !(1..=vramzip::codec::MAX_CHUNK_GROUPS).contains(&chunk_groups) {
@@ -183,11 +190,18 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Verify { file, cpu } => {
             let archive = Archive::open(&file)?;
-            let _ = cpu;
-            let bad = verify_cpu(&archive);
+            let bad = if cpu { verify_cpu(&archive) } else { verify_gpu(&archive, &GpuContext::new(&gpu_opts)?) };
             report_verify(&file, archive.tensors.len(), &bad)
         }
-        Cmd::Bench { file, json } => bench(file, json),
+        Cmd::Adapters => {
+            let list = gpu::list_adapters(gpu_opts.backend.as_deref())?;
+            if list.is_empty() {
+                return Err(Error::NoAdapter("wgpu sees no adapter".into()));
+            }
+            list.iter().for_each(|a| println!("{a}"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { file, json } => bench(file, json, &gpu_opts),
     }
 }
 
@@ -198,6 +212,22 @@ fn verify_cpu(archive: &Archive) -> Vec<(String, String)> {
         .par_iter()
         .filter_map(|t| archive.decode(t).err().map(|e| (t.meta.name.clone(), e.to_string())))
         .collect()
+}
+
+/// Decodes every tensor on the GPU, one at a time so VRAM holds one tensor's worth at most.
+fn verify_gpu(archive: &Archive, ctx: &GpuContext) -> Vec<(String, String)> {
+    let pb = bar(archive.tensors.len() as u64, "verify");
+    let bad = archive.tensors.iter().filter_map(|t| {
+        pb.inc(1);
+        let got = ctx.upload(archive, t).and_then(|g| ctx.decode_to_vec(&g));
+        match got {
+            Ok(bytes) if format::checksum(&bytes) == t.xxh3 => None,
+            Ok(bytes) => Some((t.meta.name.clone(), format!("GPU decode differs (xxh3 {:016x}, stored {:016x})", format::checksum(&bytes), t.xxh3))),
+            Err(e) => Some((t.meta.name.clone(), e.to_string())),
+        }
+    }).collect();
+    pb.finish_and_clear();
+    bad
 }
 
 fn report_verify(file: &Path, total: usize, bad: &[(String, String)]) -> Result<ExitCode> {
@@ -271,17 +301,18 @@ fn default_sample() -> PathBuf {
     if here.exists() { here } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(here) }
 }
 
-fn bench(file: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+fn bench(file: Option<PathBuf>, json: bool, gpu_opts: &GpuOptions) -> Result<ExitCode> {
     let input = file.unwrap_or_else(default_sample);
     let dir = std::env::temp_dir().join(format!("vramzip-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
     let out = dir.join("bench.vz.safetensors");
-    let result = bench_in(&input, &out, json);
+    let result = bench_in(&input, &out, json, gpu_opts);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn bench_in(input: &Path, out: &Path, json: bool) -> Result<ExitCode> {
+fn bench_in(input: &Path, out: &Path, json: bool, gpu_opts: &GpuOptions) -> Result<ExitCode> {
+    let _ = gpu_opts;
     let t0 = Instant::now();
     let stats = format::compress_file(input, out, &CompressOptions::default(), &|_| {})?;
     let encode_s = t0.elapsed().as_secs_f64();

@@ -171,11 +171,6 @@ impl Archive {
         Ok(buf)
     }
 
-    /// Reads into `buf` from byte `offset` of the file (for uploads straight into staging memory).
-    pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(|err| Error::io(&self.path, err))
-    }
-
     /// The original file's header bytes.
     pub fn original_header(&self) -> Result<Vec<u8>> {
         self.read(HEADER_TENSOR)

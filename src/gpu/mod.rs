@@ -1,0 +1,191 @@
+//! The GPU runtime: one context (instance, adapter, device, queue) and the decode kernels, built
+//! once; compressed tensors uploaded once and decoded in WGSL into caller-owned buffers.
+
+mod decode;
+pub mod shaders;
+
+pub use decode::{GpuTensor, Timing};
+
+use crate::error::{Error, Result};
+
+/// How to choose and open the GPU.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// `vulkan`, `metal`, `dx12`, `gl` or `all`; `None`: Vulkan, Metal or DX12, or `VRAMZIP_BACKEND`.
+    pub backend: Option<String>,
+    /// Ask for a smaller `max_storage_buffer_binding_size` than the adapter offers (for tests of
+    /// the large-tensor path).
+    pub max_binding_bytes: Option<u64>,
+}
+
+/// Parses a backend name.
+pub fn parse_backends(name: Option<&str>) -> Result<wgpu::Backends> {
+    let env = std::env::var("VRAMZIP_BACKEND").ok();
+    Ok(match name.or(env.as_deref()).map(|s| s.to_ascii_lowercase()).as_deref() {
+        None | Some("") => wgpu::Backends::PRIMARY,
+        Some("all") => wgpu::Backends::all(),
+        Some("vulkan") => wgpu::Backends::VULKAN,
+        Some("metal") => wgpu::Backends::METAL,
+        Some("dx12") => wgpu::Backends::DX12,
+        Some("gl") => wgpu::Backends::GL,
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!("backend '{other}': use vulkan, metal, dx12, gl or all")));
+        }
+    })
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// One line per adapter wgpu sees: name, backend, type, driver and key limits.
+pub fn list_adapters(backend: Option<&str>) -> Result<Vec<String>> {
+    let inst = instance(parse_backends(backend)?);
+    let adapters = pollster::block_on(inst.enumerate_adapters(parse_backends(backend)?));
+    Ok(adapters
+        .iter()
+        .map(|a| {
+            let (i, l) = (a.get_info(), a.limits());
+            format!(
+                "{} ({:?}, {:?}), driver {} {}; max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB, timestamps {}",
+                i.name, i.backend, i.device_type, i.driver, i.driver_info,
+                l.max_storage_buffer_binding_size >> 20, l.max_buffer_size >> 20,
+                l.max_compute_workgroup_storage_size >> 10,
+                a.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+            )
+        })
+        .collect())
+}
+
+/// The pipelines and their explicit bind group layouts, built once.
+#[derive(Debug)]
+pub struct Kernels {
+    decode_layout: wgpu::BindGroupLayout,
+    decode: wgpu::ComputePipeline,
+}
+
+/// Instance, adapter, device, queue and kernels: build once, share everywhere.
+#[derive(Debug)]
+pub struct GpuContext {
+    /// The adapter's description.
+    pub info: wgpu::AdapterInfo,
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The limits the device was opened with.
+    pub limits: wgpu::Limits,
+    /// Whether timestamps can be written between commands of an encoder.
+    pub timestamps: bool,
+    kernels: Kernels,
+}
+
+impl GpuContext {
+    /// Opens the best adapter (high performance first) and builds the kernels.
+    pub fn new(opts: &GpuOptions) -> Result<Self> {
+        let backends = parse_backends(opts.backend.as_deref())?;
+        let inst = instance(backends);
+        let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        }))
+        .map_err(|e| {
+            Error::NoAdapter(format!(
+                "{e} (backends {backends:?}; on Linux without a GPU install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers)"
+            ))
+        })?;
+        let info = adapter.get_info();
+        let offered = adapter.limits();
+        let mut limits = offered.clone();
+        if let Some(max) = opts.max_binding_bytes {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(max);
+        }
+        if offered.max_compute_workgroup_storage_size < 9 * 1024 || offered.max_storage_buffers_per_shader_stage < 6 {
+            return Err(Error::Gpu(format!(
+                "adapter {} offers {} bytes of workgroup memory and {} storage buffers per stage; vramzip needs 9216 and 6",
+                info.name, offered.max_compute_workgroup_storage_size, offered.max_storage_buffers_per_shader_stage
+            )));
+        }
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("vramzip"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("opening {}: {e}", info.name)))?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let kernels = Kernels::new(&device);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("building the kernels: {e}")));
+        }
+        Ok(GpuContext { info, device, queue, limits, timestamps: features == wanted, kernels })
+    }
+
+    /// Adapter name, backend and driver in one line.
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, driver {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+    }
+
+    /// Waits until the GPU has finished everything submitted.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+    }
+}
+
+impl Kernels {
+    fn new(device: &wgpu::Device) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("decode.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(shaders::DECODE.into()),
+        });
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        entries.extend((1..=5).map(|b| storage(b, true)));
+        entries.push(storage(6, false));
+        let decode_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("decode"),
+            entries: &entries,
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("decode"),
+            bind_group_layouts: &[Some(&decode_layout)],
+            immediate_size: 0,
+        });
+        let decode = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("decode"),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some("decode"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Kernels { decode_layout, decode }
+    }
+}

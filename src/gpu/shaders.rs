@@ -1,0 +1,7 @@
+//! Every WGSL shader of the crate, in one list (tests validate each one with naga).
+
+/// Decodes the chunked Huffman layout into output words.
+pub const DECODE: &str = include_str!("../../shaders/decode.wgsl");
+
+/// All shaders, by file name.
+pub const ALL: &[(&str, &str)] = &[("decode.wgsl", DECODE)];
