@@ -71,6 +71,9 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Groups per chunk used for the compression (see `compress --help`).
+        #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS)]
+        chunk_groups: usize,
     },
 }
 
@@ -201,7 +204,7 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             list.iter().for_each(|a| println!("{a}"));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { file, json } => bench(file, json, &gpu_opts),
+        Cmd::Bench { file, json, chunk_groups } => bench(file, json, &CompressOptions { chunk_groups }, &gpu_opts),
     }
 }
 
@@ -296,25 +299,34 @@ fn totals(stats: &[TensorStats]) -> Totals {
     }
 }
 
+fn gpu_json(g: &gpu::bench::GpuBench) -> serde_json::Value {
+    serde_json::json!({"adapter": g.adapter, "decoded_bytes": g.decoded_bytes, "resident_bytes": g.resident_bytes,
+        "decode_s": g.decode.seconds, "decode_timestamps": g.decode.timestamps, "decode_gb_s": g.decode_gbps(),
+        "copy_s": g.copy.seconds, "copy_gb_s": g.copy_gbps(), "decode_over_copy": g.decode_gbps() / g.copy_gbps(),
+        "upload_raw_s": g.upload_raw_s, "upload_compressed_s": g.upload_compressed_s, "bit_exact": g.bit_exact})
+}
+
 fn default_sample() -> PathBuf {
     let here = PathBuf::from("assets/minilm-layer0.safetensors");
     if here.exists() { here } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(here) }
 }
 
-fn bench(file: Option<PathBuf>, json: bool, gpu_opts: &GpuOptions) -> Result<ExitCode> {
+fn bench(file: Option<PathBuf>, json: bool, opts: &CompressOptions, gpu_opts: &GpuOptions) -> Result<ExitCode> {
     let input = file.unwrap_or_else(default_sample);
     let dir = std::env::temp_dir().join(format!("vramzip-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
     let out = dir.join("bench.vz.safetensors");
-    let result = bench_in(&input, &out, json, gpu_opts);
+    let result = bench_in(&input, &out, json, opts, gpu_opts);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn bench_in(input: &Path, out: &Path, json: bool, gpu_opts: &GpuOptions) -> Result<ExitCode> {
-    let _ = gpu_opts;
+fn bench_in(input: &Path, out: &Path, json: bool, opts: &CompressOptions, gpu_opts: &GpuOptions) -> Result<ExitCode> {
+    if !(1..=vramzip::codec::MAX_CHUNK_GROUPS).contains(&opts.chunk_groups) {
+        return Err(Error::InvalidArgument(format!("--chunk-groups {}: must be 1 to 1024", opts.chunk_groups)));
+    }
     let t0 = Instant::now();
-    let stats = format::compress_file(input, out, &CompressOptions::default(), &|_| {})?;
+    let stats = format::compress_file(input, out, opts, &|_| {})?;
     let encode_s = t0.elapsed().as_secs_f64();
     let archive = Archive::open(out)?;
     let original = {
@@ -347,6 +359,14 @@ fn bench_in(input: &Path, out: &Path, json: bool, gpu_opts: &GpuOptions) -> Resu
     }
     let decode_s = t1.elapsed().as_secs_f64();
     let exact = decoded == original;
+    let gpu = match GpuContext::new(gpu_opts) {
+        Ok(ctx) => Some(gpu::bench::bench_file(&ctx, &archive, &original, 1.0)?),
+        Err(e) => {
+            eprintln!("warning: no GPU figures: {e}");
+            None
+        }
+    };
+    let gpu_exact = gpu.as_ref().is_none_or(|g| g.bit_exact);
     let tot = totals(&stats.tensors);
     let coded: u64 = stats.tensors.iter().filter(|s| s.sym_bits.is_some()).map(|s| s.original_bytes).sum();
     let file_ratio = stats.output_bytes as f64 / stats.input_bytes.max(1) as f64;
@@ -356,7 +376,7 @@ fn bench_in(input: &Path, out: &Path, json: bool, gpu_opts: &GpuOptions) -> Resu
             "input_bytes": stats.input_bytes, "output_bytes": stats.output_bytes, "file_ratio": file_ratio,
             "data": tot.json(), "metadata_pct_of_output": meta_pct,
             "cpu_encode_mb_s": mbps(tot.original, encode_s), "cpu_decode_mb_s": mbps(tot.original, decode_s),
-            "coded_bytes": coded, "bit_exact": exact});
+            "coded_bytes": coded, "bit_exact": exact, "gpu": gpu.as_ref().map(gpu_json)});
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!("file              {}", input.display());
@@ -367,7 +387,17 @@ fn bench_in(input: &Path, out: &Path, json: bool, gpu_opts: &GpuOptions) -> Resu
         println!("metadata          {:.3}% of the output (header, chunk index, code tables)", meta_pct);
         println!("cpu encode        {:.0} MB/s ({} threads)", mbps(tot.original, encode_s), rayon::current_num_threads());
         println!("cpu decode        {:.0} MB/s", mbps(tot.original, decode_s));
-        println!("bit-exact         {}", if exact { "yes" } else { "NO" });
+        println!("cpu bit-exact     {}", if exact { "yes" } else { "NO" });
+        if let Some(g) = &gpu {
+            println!("gpu               {}", g.adapter);
+            println!("gpu decode        {:.2} GB/s decoded ({} of {:.3} ms)", g.decode_gbps(),
+                if g.decode.timestamps { "timestamps" } else { "wall time" }, g.decode.seconds * 1e3);
+            println!("gpu buffer copy   {:.2} GB/s copied; decode/copy = {:.3}", g.copy_gbps(), g.decode_gbps() / g.copy_gbps());
+            println!("load to VRAM      raw upload {:.3} ms; compressed upload {:.3} ms + decode {:.3} ms = {:.3}x the raw time",
+                g.upload_raw_s * 1e3, g.upload_compressed_s * 1e3, g.decode.seconds * 1e3,
+                (g.upload_compressed_s + g.decode.seconds) / g.upload_raw_s);
+            println!("gpu bit-exact     {}", if g.bit_exact { "yes" } else { "NO" });
+        }
     }
-    Ok(if exact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if exact && gpu_exact { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -1,10 +1,11 @@
 //! The GPU runtime: one context (instance, adapter, device, queue) and the decode kernels, built
 //! once; compressed tensors uploaded once and decoded in WGSL into caller-owned buffers.
 
+pub mod bench;
 mod decode;
 pub mod shaders;
 
-pub use decode::{GpuTensor, Timing};
+pub use decode::{GpuTensor, Timing, padded};
 
 use crate::error::{Error, Result};
 
