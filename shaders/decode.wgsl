@@ -1,30 +1,44 @@
-// Decodes vramzip's chunked Huffman layout (described once, in src/codec/mod.rs).
-// One workgroup decodes one block; each of its 64 threads decodes one chunk (lane). At step j,
-// lane t writes output word (block's first group + j * 64 + t), so the 64 writes are contiguous.
+// Decodes vramzip's chunked Huffman layout (described once, in src/codec/mod.rs) for a whole group
+// of tensors in one dispatch. One workgroup decodes one block; each of its 64 threads decodes one
+// chunk (lane). At step j lane t writes output word (block's first group + j * 64 + t), so the
+// 64 writes of a step are contiguous. A group holds pieces: whole tensors, or block ranges of
+// tensors too large for one binding; `block_info` says which piece each block belongs to.
 // Every read is clamped to its array and every loop is bounded by the layout, so corrupt data
 // yields wrong words (caught by checksums), never a hang or an out-of-bounds access.
 
 struct Params {
-    n: u32,            // elements in this dispatch
+    blocks: u32,     // blocks in this dispatch
+    out_offset: u32, // word of `out` where this group's output starts
+    pieces: u32,
+    _pad: u32,
+}
+
+struct Piece {
+    n: u32,            // elements
     width: u32,        // bits per element: 8, 16 or 32
     sym_bits: u32,     // coded top bits
     raw_bits: u32,     // raw low bits
     chunk_groups: u32, // groups (output words) per chunk
-    groups: u32,       // output words in this dispatch
-    blocks: u32,       // blocks in this dispatch
-    out_offset: u32,   // first output word in `out`
+    groups: u32,       // output words
+    first_block: u32,  // its first block in this dispatch
+    raw_base: u32,     // its first word in `raw`
+    table_base: u32,   // its decode table's first word in `table`
+    out_base: u32,     // its first output word, relative to `out_offset`
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const LANES: u32 = 64u;
 const TABLE_WORDS: u32 = 2048u; // 4096 u16 entries: symbol << 4 | length
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> chunk_bits: array<u32>;   // u16 lengths, two a word
-@group(0) @binding(2) var<storage, read> block_start: array<u32>;  // stream word of each block
-@group(0) @binding(3) var<storage, read> stream: array<u32>;
-@group(0) @binding(4) var<storage, read> raw: array<u32>;
-@group(0) @binding(5) var<storage, read> table: array<u32>;
-@group(0) @binding(6) var<storage, read_write> out: array<u32>;
+@group(0) @binding(1) var<storage, read> pieces: array<Piece>;
+@group(0) @binding(2) var<storage, read> block_info: array<vec2<u32>>; // (piece, first stream word)
+@group(0) @binding(3) var<storage, read> chunk_bits: array<u32>;   // u16 chunk lengths, two a word
+@group(0) @binding(4) var<storage, read> stream: array<u32>;
+@group(0) @binding(5) var<storage, read> raw: array<u32>;
+@group(0) @binding(6) var<storage, read> table: array<u32>;
+@group(0) @binding(7) var<storage, read_write> out: array<u32>;
 
 var<workgroup> lut: array<u32, TABLE_WORDS>;
 var<workgroup> lens: array<u32, LANES>;
@@ -33,11 +47,15 @@ fn stream_word(i: u32) -> u32 {
     return stream[min(i, arrayLength(&stream) - 1u)];
 }
 
-// `count` (<= 32) raw bits starting at bit `word * 32 + bit` of the raw plane.
-fn raw_bits_at(word: u32, bit: u32, count: u32) -> u32 {
+// The `count` (<= 32) raw bits of local group `g` of a piece.
+fn raw_group(pc: Piece, g: u32, count: u32) -> u32 {
+    // Bit g * count of the piece's raw plane, split so that it cannot overflow 32 bits.
+    let bit = (g & 31u) * count;
+    let word = pc.raw_base + (g >> 5u) * count + (bit >> 5u);
+    let shift = bit & 31u;
     let last = arrayLength(&raw) - 1u;
-    let lo = raw[min(word, last)] >> bit;
-    let hi = select(raw[min(word + 1u, last)] << (32u - bit), 0u, bit == 0u);
+    let lo = raw[min(word, last)] >> shift;
+    let hi = select(raw[min(word + 1u, last)] << (32u - shift), 0u, shift == 0u);
     let mask = select((1u << count) - 1u, 0xffffffffu, count >= 32u);
     return (lo | hi) & mask;
 }
@@ -48,15 +66,17 @@ fn decode(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let block = wid.x + wid.y * nwg.x;
+    let block = min(wid.x + wid.y * nwg.x, p.blocks - 1u);
+    let info = block_info[min(block, arrayLength(&block_info) - 1u)];
+    let pc = pieces[min(info.x, arrayLength(&pieces) - 1u)];
     for (var i = lane; i < TABLE_WORDS; i += LANES) {
-        lut[i] = table[min(i, arrayLength(&table) - 1u)];
+        lut[i] = table[min(pc.table_base + i, arrayLength(&table) - 1u)];
     }
     let k = block * LANES + lane;
     let packed = chunk_bits[min(k / 2u, arrayLength(&chunk_bits) - 1u)];
     lens[lane] = (packed >> ((k & 1u) * 16u)) & 0xffffu;
     workgroupBarrier();
-    if (block >= p.blocks) {
+    if (wid.x + wid.y * nwg.x >= p.blocks) {
         return;
     }
 
@@ -64,25 +84,32 @@ fn decode(
     for (var l = 0u; l < lane; l++) {
         start += lens[l];
     }
-    var word = block_start[min(block, arrayLength(&block_start) - 1u)] + (start >> 5u);
+    // A three-word window: the load of the word after next is issued 32 bits before it is needed.
+    var word = info.y + (start >> 5u);
     var shift = start & 31u;
     var cur = stream_word(word);
     var nxt = stream_word(word + 1u);
+    var ahead = stream_word(word + 2u);
 
-    let per_word = 32u / p.width;
-    let group_raw_bits = per_word * p.raw_bits; // <= 32: the raw bits of one output word
-    let elem_mask = select((1u << p.width) - 1u, 0xffffffffu, p.width == 32u);
-    let raw_mask = (1u << p.raw_bits) - 1u;
-    let first_group = block * LANES * p.chunk_groups;
-    let groups = min(LANES * p.chunk_groups, p.groups - first_group);
+    let width = clamp(pc.width, 8u, 32u);
+    let sym_bits = clamp(pc.sym_bits, 1u, 12u);
+    let raw_bits = min(pc.raw_bits, 24u);
+    let per_word = 32u / width;
+    let group_raw_bits = per_word * raw_bits; // <= 32: the raw bits of one output word
+    let elem_mask = select((1u << width) - 1u, 0xffffffffu, width == 32u);
+    let raw_mask = (1u << raw_bits) - 1u;
+    let local_block = block - pc.first_block;
+    let first_group = local_block * LANES * pc.chunk_groups;
+    let groups = min(LANES * min(pc.chunk_groups, 1024u), pc.groups - min(first_group, pc.groups));
     let out_len = arrayLength(&out);
 
+    // Raw bits are fetched one step ahead so their load overlaps the decode of this step.
+    var raw_next = raw_group(pc, first_group + lane, group_raw_bits);
     for (var j = lane; j < groups; j += LANES) {
         let g = first_group + j;
-        // Bit g * group_raw_bits of the raw plane, split so that it cannot overflow 32 bits.
-        let raw_bit = (g & 31u) * group_raw_bits;
-        let raw_group = raw_bits_at((g >> 5u) * group_raw_bits + (raw_bit >> 5u), raw_bit & 31u, group_raw_bits);
-        let elems = min(per_word, p.n - g * per_word);
+        let raw_now = raw_next;
+        raw_next = raw_group(pc, g + LANES, group_raw_bits);
+        let elems = min(per_word, pc.n - min(g * per_word, pc.n));
         var value = 0u;
         for (var q = 0u; q < elems; q++) {
             let window = select((cur >> shift) | (nxt << (32u - shift)), cur, shift == 0u);
@@ -93,14 +120,15 @@ fn decode(
                 shift -= 32u;
                 word += 1u;
                 cur = nxt;
-                nxt = stream_word(word + 1u);
+                nxt = ahead;
+                ahead = stream_word(word + 2u);
             }
             let sym = entry >> 4u;
-            let top = (sym >> 1u) | ((sym & 1u) << (p.sym_bits - 1u));
-            let low = (raw_group >> (q * p.raw_bits)) & raw_mask;
-            value |= (((top << p.raw_bits) | low) & elem_mask) << (q * p.width);
+            let top = (sym >> 1u) | ((sym & 1u) << (sym_bits - 1u));
+            let low = (raw_now >> (q * raw_bits)) & raw_mask;
+            value |= (((top << raw_bits) | low) & elem_mask) << (q * width);
         }
-        let at = p.out_offset + g;
+        let at = p.out_offset + pc.out_base + g;
         if (at < out_len) {
             out[at] = value;
         }

@@ -222,7 +222,7 @@ fn verify_gpu(archive: &Archive, ctx: &GpuContext) -> Vec<(String, String)> {
     let pb = bar(archive.tensors.len() as u64, "verify");
     let bad = archive.tensors.iter().filter_map(|t| {
         pb.inc(1);
-        let got = ctx.upload(archive, t).and_then(|g| ctx.decode_to_vec(&g));
+        let got = ctx.decode_tensor(archive, t);
         match got {
             Ok(bytes) if format::checksum(&bytes) == t.xxh3 => None,
             Ok(bytes) => Some((t.meta.name.clone(), format!("GPU decode differs (xxh3 {:016x}, stored {:016x})", format::checksum(&bytes), t.xxh3))),

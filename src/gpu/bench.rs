@@ -1,7 +1,7 @@
 //! Side-by-side GPU measurements for `vramzip bench`: decode beside a plain buffer copy of the
 //! same decoded size and beside an uncompressed upload, in one run.
 
-use super::{GpuContext, GpuTensor, Timing};
+use super::{GpuContext, GpuGroup, Timing};
 use crate::error::{Error, Result};
 use crate::format::Archive;
 
@@ -44,24 +44,32 @@ fn iterations_for(one: f64, budget_s: f64) -> u32 {
 /// Runs the measurements; `original` is the concatenation of the original tensors, in file order.
 pub fn bench_file(ctx: &GpuContext, archive: &Archive, original: &[Vec<u8>], budget_s: f64) -> Result<GpuBench> {
     let t0 = std::time::Instant::now();
-    let tensors: Vec<GpuTensor> = ctx.upload_all(archive, |_| true)?;
+    let entries: Vec<_> = archive.tensors.iter().collect();
+    let groups: Vec<GpuGroup> = ctx.upload(archive, &entries)?;
     ctx.wait()?;
     let upload_compressed_s = t0.elapsed().as_secs_f64();
     let mut offsets = Vec::new();
     let mut total = 0u64;
-    for t in &tensors {
+    for g in &groups {
         offsets.push(total);
-        total += super::decode::padded(t.decoded_bytes);
+        total += g.output_bytes;
     }
     let out = ctx.output_buffer(total)?;
-    let refs: Vec<&GpuTensor> = tensors.iter().collect();
-    let mut record = |e: &mut wgpu::CommandEncoder| ctx.record_decode(e, &refs, &out, &offsets);
+    let mut record = |e: &mut wgpu::CommandEncoder| {
+        groups.iter().zip(&offsets).try_for_each(|(g, &off)| ctx.record_decode(e, g, &out, off))
+    };
     let once = ctx.time(1, &mut record)?;
     let decode = ctx.time(iterations_for(once.seconds, budget_s), &mut record)?;
 
     let got = ctx.read_back(&out, total)?;
-    let bit_exact = tensors.iter().zip(&offsets).zip(original).all(|((t, &off), orig)| {
-        &got[off as usize..(off + t.decoded_bytes) as usize] == orig.as_slice()
+    let index: std::collections::HashMap<&str, usize> =
+        archive.tensors.iter().enumerate().map(|(i, t)| (t.meta.name.as_str(), i)).collect();
+    let bit_exact = groups.iter().zip(&offsets).all(|(g, &base)| {
+        g.slices.iter().all(|s| {
+            let at = (base + s.offset) as usize;
+            let orig = &original[index[s.name.as_str()]][s.tensor_offset as usize..(s.tensor_offset + s.bytes) as usize];
+            &got[at..at + s.bytes as usize] == orig
+        })
     });
 
     let src = ctx.output_buffer(total)?;
@@ -72,13 +80,10 @@ pub fn bench_file(ctx: &GpuContext, archive: &Archive, original: &[Vec<u8>], bud
     let once = ctx.time(1, &mut copy_rec)?;
     let copy = ctx.time(iterations_for(once.seconds, budget_s), &mut copy_rec)?;
 
-    let raw: Vec<u8> = original.iter().flat_map(|t| {
-        let mut v = t.clone();
-        v.resize(super::decode::padded(t.len() as u64) as usize, 0);
-        v
-    }).collect();
-    if raw.len() as u64 != total {
-        return Err(Error::Gpu("bench: original sizes differ from the uploaded tensors".into()));
+    let mut raw: Vec<u8> = original.concat();
+    raw.resize(super::decode::padded(raw.len() as u64) as usize, 0);
+    if raw.len() as u64 > total {
+        return Err(Error::Gpu("bench: original sizes exceed the decoded output".into()));
     }
     let mut best = f64::MAX;
     for _ in 0..3 {
@@ -91,7 +96,7 @@ pub fn bench_file(ctx: &GpuContext, archive: &Archive, original: &[Vec<u8>], bud
     Ok(GpuBench {
         adapter: ctx.describe(),
         decoded_bytes: total,
-        resident_bytes: tensors.iter().map(|t| t.resident_bytes).sum(),
+        resident_bytes: groups.iter().map(|g| g.resident_bytes).sum(),
         decode,
         copy,
         upload_raw_s: best,

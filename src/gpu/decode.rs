@@ -1,27 +1,75 @@
-//! Upload of compressed tensors and the recording of their decode.
+//! Upload of compressed tensors in groups, and the recording of their decode.
+//!
+//! A group is what one dispatch decodes: the parts of many tensors concatenated into one set of
+//! buffers, with a descriptor per *piece* (a tensor, or a range of its blocks when the tensor is
+//! too large for one binding). Tensors stored verbatim travel in the group too and are copied.
 
 use super::GpuContext;
-use crate::codec::{self, Layout, huffman};
+use crate::codec::{self, LANES, huffman};
 use crate::error::{Error, Result};
 use crate::format::{Archive, TensorEntry};
+use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 
-/// A tensor resident in VRAM in its compressed form (or verbatim, for stored tensors).
-#[derive(Debug)]
-pub struct GpuTensor {
-    /// Original name.
+/// One piece as the shader reads it (`struct Piece` in decode.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct PieceDesc {
+    n: u32,
+    width: u32,
+    sym_bits: u32,
+    raw_bits: u32,
+    chunk_groups: u32,
+    groups: u32,
+    first_block: u32,
+    raw_base: u32,
+    table_base: u32,
+    out_base: u32,
+    pad: [u32; 2],
+}
+
+/// Where a group puts (a slice of) one tensor in its output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// Original tensor name.
     pub name: String,
-    /// Bytes of the decoded tensor.
-    pub decoded_bytes: u64,
-    /// Bytes this tensor holds in VRAM.
-    pub resident_bytes: u64,
-    data: Data,
+    /// Byte offset in the group's output.
+    pub offset: u64,
+    /// Bytes of the tensor in this group.
+    pub bytes: u64,
+    /// Where those bytes start within the tensor (0 unless the tensor spans several groups).
+    pub tensor_offset: u64,
 }
 
 #[derive(Debug)]
-enum Data {
-    Coded { layout: Layout, chunk_bits: wgpu::Buffer, block_start: wgpu::Buffer, stream: wgpu::Buffer, raw: wgpu::Buffer, table: wgpu::Buffer },
-    Stored { bytes: wgpu::Buffer },
+struct Coded {
+    pieces: wgpu::Buffer,
+    block_info: wgpu::Buffer,
+    chunk_bits: wgpu::Buffer,
+    stream: wgpu::Buffer,
+    raw: wgpu::Buffer,
+    table: wgpu::Buffer,
+    blocks: u64,
+}
+
+/// Tensors resident in VRAM in compressed form (stored ones verbatim), decoded by one dispatch.
+#[derive(Debug)]
+pub struct GpuGroup {
+    /// What the output holds, in order.
+    pub slices: Vec<Slice>,
+    /// Bytes of output one decode writes (each slice padded to whole words).
+    pub output_bytes: u64,
+    /// Bytes this group holds in VRAM.
+    pub resident_bytes: u64,
+    coded: Option<Coded>,
+    stored: Option<(wgpu::Buffer, Vec<(u64, u64, u64)>)>,
+}
+
+impl GpuGroup {
+    /// The slice of tensor `name` in this group.
+    pub fn slice(&self, name: &str) -> Option<&Slice> {
+        self.slices.iter().find(|s| s.name == name)
+    }
 }
 
 /// GPU time of recorded work, and how it was measured.
@@ -33,78 +81,194 @@ pub struct Timing {
     pub timestamps: bool,
 }
 
-/// Size in bytes of the output region a tensor's decode writes: whole 32-bit words.
+/// Size in bytes of an output region: whole 32-bit words.
 pub fn padded(bytes: u64) -> u64 {
     bytes.div_ceil(4) * 4
 }
 
+/// A group being filled on the CPU.
+#[derive(Default)]
+struct Builder {
+    pieces: Vec<PieceDesc>,
+    block_info: Vec<[u32; 2]>,
+    chunk_bits: Vec<u8>,
+    stream: Vec<u8>,
+    raw: Vec<u8>,
+    table: Vec<u8>,
+    tables: HashMap<String, u32>,
+    stored: Vec<u8>,
+    copies: Vec<(u64, u64, u64)>,
+    slices: Vec<Slice>,
+    out: u64,
+}
+
+impl Builder {
+    fn is_empty(&self) -> bool {
+        self.slices.is_empty()
+    }
+    fn fits(&self, limit: u64, stream: u64, raw: u64, out: u64, stored: u64) -> bool {
+        self.stream.len() as u64 + stream + 4 <= limit
+            && self.raw.len() as u64 + raw + 4 <= limit
+            && self.out + out <= limit
+            && self.stored.len() as u64 + stored <= limit
+            && self.table.len() as u64 + 8192 <= limit
+            && self.chunk_bits.len() as u64 + 2 * (self.block_info.len() as u64 + 1) * LANES as u64 <= limit
+    }
+}
+
 impl GpuContext {
-    /// A storage buffer holding `bytes` (padded with zeros to whole words, at least one).
-    fn filled_buffer(&self, label: &str, mut bytes: Vec<u8>) -> Result<wgpu::Buffer> {
+    fn buffer(&self, label: &str, mut bytes: Vec<u8>) -> wgpu::Buffer {
         bytes.resize(padded(bytes.len().max(4) as u64) as usize, 0);
-        let size = bytes.len() as u64;
-        if size > self.limits.max_storage_buffer_binding_size {
-            return Err(Error::TooLarge {
-                what: format!("GPU buffer for '{label}' (splitting over several bindings is not implemented yet)"),
-                size,
-                limit: self.limits.max_storage_buffer_binding_size,
-            });
-        }
-        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: &bytes,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        }))
+        })
     }
 
-    /// Uploads one tensor of `archive`: its compressed parts are read from the file and copied to
-    /// the GPU as they are. Nothing is decoded on the CPU; only the small decode table and block
-    /// starts are derived, from the code lengths and the chunk index.
-    pub fn upload(&self, archive: &Archive, t: &TensorEntry) -> Result<GpuTensor> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let name = t.meta.name.clone();
-        let data = match (&t.layout, &t.parts) {
-            (Some(layout), Some(parts)) => {
-                let len = |r: (u64, u64)| r.1 - r.0;
-                let index = archive.read_range(parts.chunks)?;
-                let starts = codec::block_starts(&index);
-                if starts.last().copied() != Some(len(parts.stream) / 4) || starts.last().is_some_and(|&w| w > u32::MAX as u64) {
-                    return Err(Error::corrupt(&name, "chunk index does not match the stream"));
+    fn binding_limit(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    /// Uploads `tensors` of `archive` for decoding: their compressed parts are read from the file
+    /// and copied to the GPU as they are (nothing is decoded on the CPU; only the small decode
+    /// tables and block starts are derived). Gives one group when everything fits the device's
+    /// binding limit, else several, splitting large tensors by blocks.
+    pub fn upload(&self, archive: &Archive, tensors: &[&TensorEntry]) -> Result<Vec<GpuGroup>> {
+        let limit = self.binding_limit();
+        let mut groups = Vec::new();
+        let mut b = Builder::default();
+        for t in tensors {
+            let name = &t.meta.name;
+            let (Some(layout), Some(parts)) = (&t.layout, &t.parts) else {
+                let bytes = padded(t.meta.bytes);
+                if !b.fits(limit, 0, 0, bytes, bytes) {
+                    groups.push(self.finish(std::mem::take(&mut b))?);
+                    if !b.fits(limit, 0, 0, bytes, bytes) {
+                        return Err(Error::TooLarge { what: format!("stored tensor '{name}' on the GPU"), size: bytes, limit });
+                    }
                 }
-                let block_start: Vec<u32> = starts.iter().map(|&w| w as u32).collect();
-                let chunk_bits = self.filled_buffer(&name, index)?;
-                let block_start = self.filled_buffer(&name, bytemuck::cast_slice(&block_start).to_vec())?;
-                let stream = self.filled_buffer(&name, archive.read_range(parts.stream)?)?;
-                let raw = self.filled_buffer(&name, archive.read_range(parts.raw)?)?;
-                let lut = huffman::decode_table(&archive.codebook(t)?.lens);
-                let table = self.filled_buffer(&name, bytemuck::cast_slice(&lut).to_vec())?;
-                Data::Coded { layout: *layout, chunk_bits, block_start, stream, raw, table }
+                let mut data = archive.read(name)?;
+                data.resize(bytes as usize, 0);
+                b.copies.push((b.stored.len() as u64, b.out, bytes));
+                b.stored.extend(data);
+                b.slices.push(Slice { name: name.clone(), offset: b.out, bytes: t.meta.bytes, tensor_offset: 0 });
+                b.out += bytes;
+                continue;
+            };
+            let index = archive.read_range(parts.chunks)?;
+            let starts = codec::block_starts(&index);
+            if starts.last().copied() != Some((parts.stream.1 - parts.stream.0) / 4) {
+                return Err(Error::corrupt(name, "chunk index does not match the stream"));
             }
-            _ => Data::Stored { bytes: self.filled_buffer(&name, archive.read(&name)?)? },
-        };
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("uploading '{name}': {e}")));
+            let lut = huffman::decode_table(&archive.codebook(t)?.lens);
+            let block_groups = layout.block_groups();
+            let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
+            let raw_len = parts.raw.1 - parts.raw.0;
+            let blocks = layout.blocks();
+            let mut b0 = 0;
+            while b0 < blocks {
+                // the largest run of blocks from b0 that fits what is left of this group
+                let size = |b1: u64| {
+                    let stream = 4 * (starts[b1 as usize] - starts[b0 as usize]);
+                    let raw = (b1 * block_raw).min(raw_len) - b0 * block_raw;
+                    let out = 4 * ((b1 * block_groups).min(layout.groups()) - b0 * block_groups);
+                    (stream, raw, out)
+                };
+                let fits = |b: &Builder, b1: u64| {
+                    let (s, r, o) = size(b1);
+                    b.fits(limit, s, r, o, 0)
+                };
+                if !fits(&b, b0 + 1) {
+                    if b.is_empty() {
+                        let (s, _, _) = size(b0 + 1);
+                        return Err(Error::TooLarge { what: format!("one block of '{name}' on the GPU (binding limit)"), size: s, limit });
+                    }
+                    groups.push(self.finish(std::mem::take(&mut b))?);
+                    continue;
+                }
+                let (mut lo, mut hi) = (b0 + 1, blocks);
+                while lo < hi {
+                    let mid = (lo + hi).div_ceil(2);
+                    if fits(&b, mid) { lo = mid } else { hi = mid - 1 }
+                }
+                let b1 = lo;
+                let table_base = match b.tables.get(name) {
+                    Some(&base) => base,
+                    None => {
+                        let base = (b.table.len() / 4) as u32;
+                        b.table.extend_from_slice(bytemuck::cast_slice(&lut));
+                        b.tables.insert(name.clone(), base);
+                        base
+                    }
+                };
+                let first_block = b.block_info.len() as u32;
+                let stream_base = (b.stream.len() / 4) as u64;
+                for blk in b0..b1 {
+                    let start = stream_base + starts[blk as usize] - starts[b0 as usize];
+                    b.block_info.push([b.pieces.len() as u32, start as u32]);
+                }
+                let (s, r, o) = size(b1);
+                let at = |range: (u64, u64), skip: u64, len: u64| (range.0 + skip, range.0 + skip + len);
+                b.chunk_bits.extend(&index[(b0 * 2 * LANES as u64) as usize..(b1 * 2 * LANES as u64) as usize]);
+                b.stream.extend(archive.read_range(at(parts.stream, 4 * starts[b0 as usize], s))?);
+                let raw_base = (b.raw.len() / 4) as u32;
+                b.raw.extend(archive.read_range(at(parts.raw, b0 * block_raw, r))?);
+                b.raw.resize(padded(b.raw.len() as u64) as usize, 0);
+                let first_elem = b0 * block_groups * layout.elems_per_group();
+                let n = (b1 * block_groups * layout.elems_per_group()).min(layout.n) - first_elem;
+                b.pieces.push(PieceDesc {
+                    n: n as u32,
+                    width: layout.width,
+                    sym_bits: layout.sym_bits,
+                    raw_bits: layout.raw_bits(),
+                    chunk_groups: layout.chunk_groups as u32,
+                    groups: (o / 4) as u32,
+                    first_block,
+                    raw_base,
+                    table_base,
+                    out_base: (b.out / 4) as u32,
+                    pad: [0; 2],
+                });
+                let bytes = n * layout.width as u64 / 8;
+                b.slices.push(Slice { name: name.clone(), offset: b.out, bytes, tensor_offset: first_elem * layout.width as u64 / 8 });
+                b.out += padded(bytes);
+                b0 = b1;
+            }
         }
-        let resident_bytes = match &data {
-            Data::Coded { chunk_bits, block_start, stream, raw, table, .. } => {
-                [chunk_bits, block_start, stream, raw, table].iter().map(|b| b.size()).sum()
-            }
-            Data::Stored { bytes } => bytes.size(),
-        };
-        Ok(GpuTensor { name, decoded_bytes: t.meta.bytes, resident_bytes, data })
+        if !b.is_empty() || groups.is_empty() {
+            groups.push(self.finish(b)?);
+        }
+        Ok(groups)
     }
 
-    /// Uploads every tensor of `archive` whose name `keep` accepts (a whole model, or one
-    /// transformer block).
-    pub fn upload_all(&self, archive: &Archive, keep: impl Fn(&str) -> bool) -> Result<Vec<GpuTensor>> {
-        archive.tensors.iter().filter(|t| keep(&t.meta.name)).map(|t| self.upload(archive, t)).collect()
+    fn finish(&self, b: Builder) -> Result<GpuGroup> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let coded = (!b.pieces.is_empty()).then(|| Coded {
+            pieces: self.buffer("pieces", bytemuck::cast_slice(&b.pieces).to_vec()),
+            block_info: self.buffer("block info", bytemuck::cast_slice(&b.block_info).to_vec()),
+            chunk_bits: self.buffer("chunk index", b.chunk_bits),
+            stream: self.buffer("stream", b.stream),
+            raw: self.buffer("raw plane", b.raw),
+            table: self.buffer("decode tables", b.table),
+            blocks: b.block_info.len() as u64,
+        });
+        let stored = (!b.copies.is_empty()).then(|| (self.buffer("stored", b.stored), b.copies));
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("uploading: {e}")));
+        }
+        let mut resident = stored.as_ref().map_or(0, |s| s.0.size());
+        if let Some(c) = &coded {
+            resident += [&c.pieces, &c.block_info, &c.chunk_bits, &c.stream, &c.raw, &c.table].iter().map(|b| b.size()).sum::<u64>();
+        }
+        Ok(GpuGroup { slices: b.slices, output_bytes: b.out, resident_bytes: resident, coded, stored })
     }
 
     /// A buffer that can receive decoded tensors and be copied from.
     pub fn output_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
         let size = padded(bytes.max(4));
-        if size > self.limits.max_storage_buffer_binding_size {
-            return Err(Error::TooLarge { what: "decode output buffer".into(), size, limit: self.limits.max_storage_buffer_binding_size });
+        if size > self.limits.max_buffer_size {
+            return Err(Error::TooLarge { what: "decode output buffer".into(), size, limit: self.limits.max_buffer_size });
         }
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("vramzip output"),
@@ -114,62 +278,55 @@ impl GpuContext {
         }))
     }
 
-    /// Records the decode of `tensors` into `encoder`, tensor `i` written at byte `offsets[i]` of
-    /// `out` (a multiple of 4; each writes whole 32-bit words, so up to 3 bytes past its end).
-    /// Coded tensors share one compute pass. Nothing is submitted.
-    pub fn record_decode(&self, encoder: &mut wgpu::CommandEncoder, tensors: &[&GpuTensor], out: &wgpu::Buffer, offsets: &[u64]) -> Result<()> {
-        if tensors.len() != offsets.len() {
-            return Err(Error::InvalidArgument("record_decode: one offset per tensor".into()));
+    /// Records the decode of `group` into `encoder`, its output written at byte `offset` of `out`
+    /// (a multiple of 4) as `group.slices` describes. One dispatch for all coded tensors, one copy
+    /// per stored tensor. Nothing is submitted: the caller puts its matmul right after.
+    pub fn record_decode(&self, encoder: &mut wgpu::CommandEncoder, group: &GpuGroup, out: &wgpu::Buffer, offset: u64) -> Result<()> {
+        if offset % 4 != 0 || offset + group.output_bytes > out.size() {
+            return Err(Error::InvalidArgument(format!(
+                "decode at offset {offset}: needs a multiple of 4 and {} bytes within the {}-byte output",
+                group.output_bytes, out.size())));
         }
-        let mut groups = Vec::new();
-        for (t, &off) in tensors.iter().zip(offsets) {
-            if off % 4 != 0 || off + padded(t.decoded_bytes) > out.size() {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor '{}' at offset {off}: needs a multiple of 4 and {} bytes within the {}-byte output",
-                    t.name, padded(t.decoded_bytes), out.size())));
-            }
-            match &t.data {
-                Data::Stored { bytes } => {
-                    if t.decoded_bytes > 0 {
-                        encoder.copy_buffer_to_buffer(bytes, 0, out, off, padded(t.decoded_bytes));
-                    }
-                }
-                Data::Coded { layout, chunk_bits, block_start, stream, raw, table } => {
-                    let blocks = layout.blocks();
-                    let too_big = |what: &str| Error::TooLarge { what: format!("tensor '{}': {what}", t.name), size: layout.n, limit: u32::MAX as u64 };
-                    if layout.n > u32::MAX as u64 || (off / 4 + layout.groups()) > u32::MAX as u64 {
-                        return Err(too_big("elements per dispatch"));
-                    }
-                    let params: [u32; 8] = [
-                        layout.n as u32, layout.width, layout.sym_bits, layout.raw_bits(),
-                        layout.chunk_groups as u32, layout.groups() as u32, blocks as u32, (off / 4) as u32,
-                    ];
-                    let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("decode params"),
-                        contents: bytemuck::cast_slice(&params),
-                        usage: wgpu::BufferUsages::UNIFORM,
-                    });
-                    let buffers = [&params, chunk_bits, block_start, stream, raw, table, out];
-                    let entries: Vec<_> = buffers.iter().enumerate()
-                        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
-                        .collect();
-                    let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some("decode"),
-                        layout: &self.kernels.decode_layout,
-                        entries: &entries,
-                    });
-                    let x = blocks.min(65535) as u32;
-                    let y = blocks.div_ceil(65535) as u32;
-                    groups.push((bind, x, y));
-                }
-            }
-        }
-        if !groups.is_empty() {
+        if let Some(c) = &group.coded {
+            // Bind only the group's output range; binding offsets must be aligned, the rest of the
+            // offset goes to the shader.
+            let align = self.limits.min_storage_buffer_offset_alignment as u64;
+            let bind_at = offset / align * align;
+            let bind_size = padded(offset - bind_at + group.output_bytes).max(4);
+            let params: [u32; 4] = [c.blocks as u32, ((offset - bind_at) / 4) as u32, 0, 0];
+            let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("decode params"),
+                contents: bytemuck::cast_slice(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let whole = [&params, &c.pieces, &c.block_info, &c.chunk_bits, &c.stream, &c.raw, &c.table];
+            let mut entries: Vec<_> = whole
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+                .collect();
+            entries.push(wgpu::BindGroupEntry {
+                binding: 7,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: out,
+                    offset: bind_at,
+                    size: std::num::NonZeroU64::new(bind_size),
+                }),
+            });
+            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("decode"),
+                layout: &self.kernels.decode_layout,
+                entries: &entries,
+            });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("vramzip decode"), timestamp_writes: None });
             pass.set_pipeline(&self.kernels.decode);
-            for (bind, x, y) in &groups {
-                pass.set_bind_group(0, bind, &[]);
-                pass.dispatch_workgroups(*x, *y, 1);
+            pass.set_bind_group(0, &bind, &[]);
+            let max = self.limits.max_compute_workgroups_per_dimension as u64;
+            pass.dispatch_workgroups(c.blocks.min(max) as u32, c.blocks.div_ceil(max) as u32, 1);
+        }
+        if let Some((stored, copies)) = &group.stored {
+            for &(src, dst, len) in copies {
+                encoder.copy_buffer_to_buffer(stored, src, out, offset + dst, len);
             }
         }
         Ok(())
@@ -199,24 +356,37 @@ impl GpuContext {
         Ok(view[..bytes as usize].to_vec())
     }
 
-    /// Convenience: decodes one tensor on the GPU, waits and returns its bytes.
-    pub fn decode_to_vec(&self, t: &GpuTensor) -> Result<Vec<u8>> {
+    /// Convenience: decodes one group on the GPU, waits, and returns its output bytes.
+    pub fn decode_to_vec(&self, group: &GpuGroup) -> Result<Vec<u8>> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let out = self.output_buffer(t.decoded_bytes)?;
+        let out = self.output_buffer(group.output_bytes)?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.record_decode(&mut encoder, &[t], &out, &[0])?;
+        self.record_decode(&mut encoder, group, &out, 0)?;
         self.queue.submit([encoder.finish()]);
-        let bytes = self.read_back(&out, t.decoded_bytes);
+        let bytes = self.read_back(&out, group.output_bytes);
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("decoding '{}': {e}", t.name)));
+            return Err(Error::Gpu(format!("decoding: {e}")));
         }
         bytes
+    }
+
+    /// Convenience: uploads and decodes one tensor on the GPU, waits, and returns its bytes.
+    pub fn decode_tensor(&self, archive: &Archive, t: &TensorEntry) -> Result<Vec<u8>> {
+        let mut bytes = vec![0u8; t.meta.bytes as usize];
+        for group in self.upload(archive, &[t])? {
+            let out = self.decode_to_vec(&group)?;
+            for s in &group.slices {
+                let (from, to) = (s.offset as usize, s.tensor_offset as usize);
+                bytes[to..to + s.bytes as usize].copy_from_slice(&out[from..from + s.bytes as usize]);
+            }
+        }
+        Ok(bytes)
     }
 
     /// Times `iters` repetitions of `record` (recorded into one encoder, submitted once): GPU
     /// timestamps around the whole when the device has them, else wall time around a wait.
     pub fn time(&self, iters: u32, record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<Timing> {
-        // warm up: pipelines, first-touch of buffers
+        // warm up: pipelines, first touch of buffers
         let mut encoder = self.device.create_command_encoder(&Default::default());
         record(&mut encoder)?;
         self.queue.submit([encoder.finish()]);
@@ -249,8 +419,8 @@ impl GpuContext {
         if let Some(buf) = resolve {
             let bytes = self.read_back(&buf, 16)?;
             let ticks: &[u64] = bytemuck::cast_slice(&bytes);
-            let ns = ticks[1].wrapping_sub(ticks[0]) as f64 * self.queue.get_timestamp_period() as f64;
-            if ns > 0.0 && ticks[1] > ticks[0] {
+            if ticks[1] > ticks[0] {
+                let ns = (ticks[1] - ticks[0]) as f64 * self.queue.get_timestamp_period() as f64;
                 return Ok(Timing { seconds: ns * 1e-9 / iters as f64, timestamps: true });
             }
         }

@@ -5,7 +5,7 @@ pub mod bench;
 mod decode;
 pub mod shaders;
 
-pub use decode::{GpuTensor, Timing, padded};
+pub use decode::{GpuGroup, Slice, Timing, padded};
 
 use crate::error::{Error, Result};
 
@@ -105,9 +105,9 @@ impl GpuContext {
         if let Some(max) = opts.max_binding_bytes {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(max);
         }
-        if offered.max_compute_workgroup_storage_size < 9 * 1024 || offered.max_storage_buffers_per_shader_stage < 6 {
+        if offered.max_compute_workgroup_storage_size < 9 * 1024 || offered.max_storage_buffers_per_shader_stage < 7 {
             return Err(Error::Gpu(format!(
-                "adapter {} offers {} bytes of workgroup memory and {} storage buffers per stage; vramzip needs 9216 and 6",
+                "adapter {} offers {} bytes of workgroup memory and {} storage buffers per stage; vramzip needs 9216 and 7",
                 info.name, offered.max_compute_workgroup_storage_size, offered.max_storage_buffers_per_shader_stage
             )));
         }
@@ -168,8 +168,8 @@ impl Kernels {
             },
             count: None,
         }];
-        entries.extend((1..=5).map(|b| storage(b, true)));
-        entries.push(storage(6, false));
+        entries.extend((1..=6).map(|b| storage(b, true)));
+        entries.push(storage(7, false));
         let decode_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("decode"),
             entries: &entries,
