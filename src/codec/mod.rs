@@ -492,3 +492,17 @@ pub fn compress(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<(
     let enc = encode(data, &choice.layout, &choice.codebook)?;
     Ok(Some((choice.layout, choice.codebook, enc)))
 }
+
+/// Compresses and decodes `data` again: the one entry that unit tests, property tests and fuzz
+/// targets share. Returns the decoded bytes (equal to `data` unless there is a bug).
+pub fn round_trip(data: &[u8], width: u32, chunk_groups: usize) -> Result<Vec<u8>> {
+    match compress(data, width, chunk_groups)? {
+        None => Ok(data.to_vec()),
+        Some((layout, book, enc)) => {
+            let book = Codebook::from_bytes(&book.to_bytes()).map_err(|r| Error::corrupt("round trip", r))?;
+            let mut out = vec![0u8; data.len()];
+            decode(&layout, &enc, &book, &mut out, "round trip")?;
+            Ok(out)
+        }
+    }
+}

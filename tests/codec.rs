@@ -1,0 +1,235 @@
+//! Round trips through the CPU codec: every coded width, the edge cases, real weights, and corrupt
+//! input that must fail cleanly.
+
+use proptest::prelude::*;
+use vramzip::codec::{self, Codebook, Layout, huffman};
+
+fn bf16_bits(x: f32) -> u16 {
+    let u = x.to_bits();
+    ((u + 0x7fff + ((u >> 16) & 1)) >> 16) as u16
+}
+
+fn words16(v: &[u16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn words32(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A small deterministic generator, so the tests need no data files.
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+/// Weight-like bf16 values: a heavy-tailed distribution around zero.
+fn weightlike_bf16(n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed;
+    let v: Vec<u16> = (0..n)
+        .map(|_| {
+            let a = (lcg(&mut s) as f32 / (1u64 << 31) as f32) - 0.5;
+            let b = (lcg(&mut s) as f32 / (1u64 << 31) as f32) - 0.5;
+            bf16_bits(0.05 * a * b.abs().sqrt() * 4.0)
+        })
+        .collect();
+    words16(&v)
+}
+
+fn check(data: &[u8], width: u32, chunk_groups: usize) {
+    let got = codec::round_trip(data, width, chunk_groups).expect("round trip");
+    assert_eq!(got, data, "round trip changed the bytes (width {width}, {} bytes)", data.len());
+}
+
+/// Codes with a given symbol width even where storing verbatim would be smaller, so the coded
+/// path itself meets the edge case.
+fn check_forced(data: &[u8], width: u32, sym_bits: u32, chunk_groups: usize) {
+    let n = (data.len() / (width as usize / 8)) as u64;
+    let layout = Layout::new(n, width, sym_bits, chunk_groups).unwrap();
+    let top16 = codec::top16_histogram(data, width);
+    let book = Codebook::from_histogram(sym_bits, &codec::symbol_histogram(&top16, width, sym_bits));
+    let enc = codec::encode(data, &layout, &book).unwrap();
+    let mut out = vec![0u8; data.len()];
+    codec::decode(&layout, &enc, &book, &mut out, "forced").unwrap();
+    assert_eq!(out, data, "forced round trip (width {width}, sym_bits {sym_bits})");
+}
+
+#[test]
+fn empty_and_single_element() {
+    for width in [8, 16, 32] {
+        check(&[], width, 1024);
+        check(&vec![0x5a; (width / 8) as usize], width, 1024);
+        check_forced(&vec![0x5a; (width / 8) as usize], width, 8, 1024);
+        check_forced(&vec![0x5a; 3 * (width / 8) as usize], width, 8, 1);
+    }
+}
+
+#[test]
+fn one_distinct_symbol() {
+    check(&words16(&vec![0x3f80; 100_000]), 16, 1024);
+    check(&vec![7u8; 70_001], 8, 16);
+}
+
+#[test]
+fn every_symbol_of_the_alphabet() {
+    // all 65536 bf16 patterns: every 12-bit symbol appears
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    for sym_bits in [8, 12] {
+        check_forced(&words16(&all), 16, sym_bits, 1024);
+        check_forced(&words16(&all), 16, sym_bits, 1);
+    }
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    check_forced(&bytes, 8, 8, 1024);
+    let all32: Vec<u32> = (0..=u16::MAX as u32).map(|x| x << 16 | x).collect();
+    check_forced(&words32(&all32), 32, 12, 5);
+}
+
+#[test]
+fn special_floats_survive() {
+    let specials = [0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE / 3.0, -1e-45, 1.0, -2.5];
+    let mut v32: Vec<u32> = specials.iter().map(|x| x.to_bits()).collect();
+    v32.push(0x7fc0_1234); // NaN with a payload
+    v32.push(0xffa0_0001); // negative signalling NaN
+    let v32: Vec<u32> = v32.iter().cycle().take(5000).copied().collect();
+    check(&words32(&v32), 32, 1024);
+    check_forced(&words32(&v32), 32, 9, 2);
+    let v16: Vec<u16> = v32.iter().map(|&u| (u >> 16) as u16).collect();
+    check(&words16(&v16), 16, 3);
+    check_forced(&words16(&v16), 16, 11, 3);
+}
+
+#[test]
+fn skewed_frequencies_beyond_the_length_cap() {
+    // Fibonacci-like counts force an unlimited Huffman code far deeper than 12 bits.
+    let mut v = Vec::new();
+    let (mut a, mut b) = (1usize, 1usize);
+    for sym in 0..24u16 {
+        v.extend(std::iter::repeat_n(sym << 8, a));
+        (a, b) = (b, a + b);
+    }
+    let data = words16(&v);
+    check(&data, 16, 1024);
+    let choice = codec::choose(&data, 16, 1024).unwrap().unwrap();
+    assert!(choice.codebook.lens.iter().all(|&l| l as u32 <= huffman::MAX_CODE_LEN));
+}
+
+#[test]
+fn lengths_that_are_not_a_multiple_of_the_chunk() {
+    for n in [1, 63, 64, 65, 127, 129, 4095, 64 * 2 * 7 + 3, 200_003] {
+        check(&weightlike_bf16(n, n as u64), 16, 7);
+    }
+    check(&weightlike_bf16(3 * 64 * 1024 * 2 + 5, 9), 16, 1024);
+}
+
+#[test]
+fn real_weights_round_trip_and_compress() {
+    // The committed sample: all-MiniLM-L6-v2 layer 0 in bf16 (and a few f32 tensors).
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/minilm-layer0.safetensors");
+    let file = std::fs::File::open(path).unwrap();
+    let header = vramzip::format::read_header(&file, path.as_ref()).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    let mut coded = 0;
+    for t in &header.tensors {
+        let data = &bytes[(header.data_start + t.start) as usize..(header.data_start + t.end) as usize];
+        if let Some(width) = codec::element_bits(&t.dtype) {
+            check(data, width, 1024);
+            if t.dtype == "BF16" && data.len() > 1 << 20 {
+                let (layout, book, enc) = codec::compress(data, width, 1024).unwrap().unwrap();
+                let size = enc.stream.len() + enc.raw.len() + enc.chunk_bits.len() + book.to_bytes().len();
+                let ratio = size as f64 / data.len() as f64;
+                assert!(ratio < 0.675, "{}: ratio {ratio} (sym_bits {})", t.name, layout.sym_bits);
+                coded += 1;
+            }
+        }
+    }
+    assert!(coded >= 2, "the sample should hold large bf16 matrices");
+}
+
+#[test]
+fn codebook_serialization_rejects_corruption() {
+    let hist: Vec<u64> = (0..2048u64).map(|i| (i % 37) * (i % 5)).collect();
+    let book = Codebook::from_histogram(11, &hist);
+    let bytes = book.to_bytes();
+    assert_eq!(Codebook::from_bytes(&bytes).unwrap(), book);
+    assert!(Codebook::from_bytes(&bytes[..3]).is_err());
+    let mut wrong_version = bytes.clone();
+    wrong_version[0] = 9;
+    assert!(Codebook::from_bytes(&wrong_version).unwrap_err().contains("version"));
+    let mut too_short = bytes.clone();
+    too_short[6] = 0x11; // lengths of 1 for two symbols plus the rest: Kraft sum above one
+    assert!(Codebook::from_bytes(&too_short).is_err());
+    let mut bad_range = bytes.clone();
+    bad_range[4] = 0xff;
+    bad_range[5] = 0xff;
+    assert!(Codebook::from_bytes(&bad_range).is_err());
+}
+
+#[test]
+fn codebook_without_a_symbol_cannot_encode_it() {
+    let data = weightlike_bf16(1000, 1);
+    let choice = codec::choose(&data, 16, 1024).unwrap().unwrap();
+    let mut lens = choice.codebook.lens.clone();
+    let used = lens.iter().position(|&l| l > 0).unwrap();
+    lens[used] = 0;
+    let book = Codebook { sym_bits: choice.codebook.sym_bits, lens };
+    let err = codec::encode(&data, &choice.layout, &book).unwrap_err();
+    assert!(err.to_string().contains("no code"), "{err}");
+}
+
+#[test]
+fn corrupt_parts_fail_cleanly() {
+    let data = weightlike_bf16(300_000, 3);
+    let (layout, book, enc) = codec::compress(&data, 16, 64).unwrap().unwrap();
+    let mut out = vec![0u8; data.len()];
+    // wrong sizes are refused before decoding
+    let mut short = enc.clone();
+    short.stream.truncate(short.stream.len() - 4);
+    assert!(codec::decode(&layout, &short, &book, &mut out, "t").is_err());
+    let mut short_raw = enc.clone();
+    short_raw.raw.pop();
+    assert!(codec::decode(&layout, &short_raw, &book, &mut out, "t").is_err());
+    // flipped bits: an error, or bytes that differ (the container's checksum catches those)
+    let mut s = 11u64;
+    for _ in 0..200 {
+        let mut bad = enc.clone();
+        let part = lcg(&mut s) % 3;
+        let target = match part { 0 => &mut bad.stream, 1 => &mut bad.raw, _ => &mut bad.chunk_bits };
+        let i = (lcg(&mut s) as usize) % target.len();
+        target[i] ^= 1 << (lcg(&mut s) % 8);
+        let _ = codec::decode(&layout, &bad, &book, &mut out, "t");
+    }
+    // a bigger chunk length than any chunk can have is refused
+    let mut long = enc.clone();
+    long.chunk_bits[0] = 0xff;
+    long.chunk_bits[1] = 0xff;
+    assert!(codec::decode(&layout, &long, &book, &mut out, "t").is_err());
+}
+
+#[test]
+fn layout_limits_are_checked() {
+    assert!(Layout::new(10, 16, 13, 1024).is_err());
+    assert!(Layout::new(10, 12, 8, 1024).is_err());
+    assert!(Layout::new(10, 16, 8, 0).is_err());
+    assert!(Layout::new(10, 16, 8, 1025).is_err());
+    // offsets are u64: a 5 GiB tensor's layout does not overflow
+    let big = Layout::new(5 << 30, 8, 8, 1024).unwrap();
+    assert_eq!(big.decoded_bytes(), 5 << 30);
+    assert_eq!(big.blocks(), (5u64 << 30).div_ceil(4 * 64 * 1024));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_bytes_round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), width in prop::sample::select(vec![8u32, 16, 32]), cg in 1usize..40) {
+        let usable = data.len() / (width as usize / 8) * (width as usize / 8);
+        let data = &data[..usable];
+        prop_assert_eq!(codec::round_trip(data, width, cg).unwrap(), data);
+        check_forced(data, width, if width == 8 { 8 } else { 8 + (cg as u32 % 5) }, cg);
+    }
+
+    #[test]
+    fn weightlike_round_trip(n in 0usize..20_000, seed in any::<u64>(), cg in 1usize..1025) {
+        let data = weightlike_bf16(n, seed);
+        prop_assert_eq!(codec::round_trip(&data, 16, cg).unwrap(), data);
+    }
+}
