@@ -75,12 +75,21 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub(crate) fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::InvalidFile { path: path.into(), reason: reason.into() }
+        Error::InvalidFile {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
     pub(crate) fn corrupt(tensor: &str, reason: impl Into<String>) -> Self {
-        Error::Corrupt { tensor: tensor.to_string(), reason: reason.into() }
+        Error::Corrupt {
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
     }
 }

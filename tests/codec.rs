@@ -19,7 +19,9 @@ fn words32(v: &[u32]) -> Vec<u8> {
 
 /// A small deterministic generator, so the tests need no data files.
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
@@ -38,7 +40,12 @@ fn weightlike_bf16(n: usize, seed: u64) -> Vec<u8> {
 
 fn check(data: &[u8], width: u32, chunk_groups: usize) {
     let got = codec::round_trip(data, width, chunk_groups).expect("round trip");
-    assert_eq!(got, data, "round trip changed the bytes (width {width}, {} bytes)", data.len());
+    assert_eq!(
+        got,
+        data,
+        "round trip changed the bytes (width {width}, {} bytes)",
+        data.len()
+    );
 }
 
 /// Codes with a given symbol width even where storing verbatim would be smaller, so the coded
@@ -47,11 +54,15 @@ fn check_forced(data: &[u8], width: u32, sym_bits: u32, chunk_groups: usize) {
     let n = (data.len() / (width as usize / 8)) as u64;
     let layout = Layout::new(n, width, sym_bits, chunk_groups).unwrap();
     let top16 = codec::top16_histogram(data, width);
-    let book = Codebook::from_histogram(sym_bits, &codec::symbol_histogram(&top16, width, sym_bits));
+    let book =
+        Codebook::from_histogram(sym_bits, &codec::symbol_histogram(&top16, width, sym_bits));
     let enc = codec::encode(data, &layout, &book).unwrap();
     let mut out = vec![0u8; data.len()];
     codec::decode(&layout, &enc, &book, &mut out, "forced").unwrap();
-    assert_eq!(out, data, "forced round trip (width {width}, sym_bits {sym_bits})");
+    assert_eq!(
+        out, data,
+        "forced round trip (width {width}, sym_bits {sym_bits})"
+    );
 }
 
 #[test]
@@ -86,7 +97,17 @@ fn every_symbol_of_the_alphabet() {
 
 #[test]
 fn special_floats_survive() {
-    let specials = [0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE / 3.0, -1e-45, 1.0, -2.5];
+    let specials = [
+        0.0f32,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE / 3.0,
+        -1e-45,
+        1.0,
+        -2.5,
+    ];
     let mut v32: Vec<u32> = specials.iter().map(|x| x.to_bits()).collect();
     v32.push(0x7fc0_1234); // NaN with a payload
     v32.push(0xffa0_0001); // negative signalling NaN
@@ -110,7 +131,13 @@ fn skewed_frequencies_beyond_the_length_cap() {
     let data = words16(&v);
     check(&data, 16, 1024);
     let choice = codec::choose(&data, 16, 1024).unwrap().unwrap();
-    assert!(choice.codebook.lens.iter().all(|&l| l as u32 <= huffman::MAX_CODE_LEN));
+    assert!(
+        choice
+            .codebook
+            .lens
+            .iter()
+            .all(|&l| l as u32 <= huffman::MAX_CODE_LEN)
+    );
 }
 
 #[test]
@@ -124,20 +151,30 @@ fn lengths_that_are_not_a_multiple_of_the_chunk() {
 #[test]
 fn real_weights_round_trip_and_compress() {
     // The committed sample: all-MiniLM-L6-v2 layer 0 in bf16 (and a few f32 tensors).
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/minilm-layer0.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/minilm-layer0.safetensors"
+    );
     let file = std::fs::File::open(path).unwrap();
     let header = vramzip::format::read_header(&file, path.as_ref()).unwrap();
     let bytes = std::fs::read(path).unwrap();
     let mut coded = 0;
     for t in &header.tensors {
-        let data = &bytes[(header.data_start + t.start) as usize..(header.data_start + t.end) as usize];
+        let data =
+            &bytes[(header.data_start + t.start) as usize..(header.data_start + t.end) as usize];
         if let Some(width) = codec::element_bits(&t.dtype) {
             check(data, width, 1024);
             if t.dtype == "BF16" && data.len() > 1 << 20 {
                 let (layout, book, enc) = codec::compress(data, width, 1024).unwrap().unwrap();
-                let size = enc.stream.len() + enc.raw.len() + enc.chunk_bits.len() + book.to_bytes().len();
+                let size =
+                    enc.stream.len() + enc.raw.len() + enc.chunk_bits.len() + book.to_bytes().len();
                 let ratio = size as f64 / data.len() as f64;
-                assert!(ratio < 0.675, "{}: ratio {ratio} (sym_bits {})", t.name, layout.sym_bits);
+                assert!(
+                    ratio < 0.675,
+                    "{}: ratio {ratio} (sym_bits {})",
+                    t.name,
+                    layout.sym_bits
+                );
                 coded += 1;
             }
         }
@@ -154,7 +191,11 @@ fn codebook_serialization_rejects_corruption() {
     assert!(Codebook::from_bytes(&bytes[..3]).is_err());
     let mut wrong_version = bytes.clone();
     wrong_version[0] = 9;
-    assert!(Codebook::from_bytes(&wrong_version).unwrap_err().contains("version"));
+    assert!(
+        Codebook::from_bytes(&wrong_version)
+            .unwrap_err()
+            .contains("version")
+    );
     let mut too_short = bytes.clone();
     too_short[6] = 0x11; // lengths of 1 for two symbols plus the rest: Kraft sum above one
     assert!(Codebook::from_bytes(&too_short).is_err());
@@ -171,7 +212,10 @@ fn codebook_without_a_symbol_cannot_encode_it() {
     let mut lens = choice.codebook.lens.clone();
     let used = lens.iter().position(|&l| l > 0).unwrap();
     lens[used] = 0;
-    let book = Codebook { sym_bits: choice.codebook.sym_bits, lens };
+    let book = Codebook {
+        sym_bits: choice.codebook.sym_bits,
+        lens,
+    };
     let err = codec::encode(&data, &choice.layout, &book).unwrap_err();
     assert!(err.to_string().contains("no code"), "{err}");
 }
@@ -193,7 +237,11 @@ fn corrupt_parts_fail_cleanly() {
     for _ in 0..200 {
         let mut bad = enc.clone();
         let part = lcg(&mut s) % 3;
-        let target = match part { 0 => &mut bad.stream, 1 => &mut bad.raw, _ => &mut bad.chunk_bits };
+        let target = match part {
+            0 => &mut bad.stream,
+            1 => &mut bad.raw,
+            _ => &mut bad.chunk_bits,
+        };
         let i = (lcg(&mut s) as usize) % target.len();
         target[i] ^= 1 << (lcg(&mut s) % 8);
         let _ = codec::decode(&layout, &bad, &book, &mut out, "t");

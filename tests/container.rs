@@ -8,7 +8,10 @@ use std::process::Command;
 use vramzip::format::{self, Archive, CompressOptions};
 
 fn vramzip(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vramzip")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vramzip"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn compress(input: &std::path::Path, output: &std::path::Path) {
@@ -20,9 +23,18 @@ fn sample_round_trips_byte_for_byte() {
     let dir = tmpdir("sample");
     let (vz, back) = (dir.join("s.vz.safetensors"), dir.join("s.safetensors"));
     compress(&sample(), &vz);
-    Archive::open(&vz).unwrap().decompress_to(&back, &|_| {}).unwrap();
-    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(sample()).unwrap());
-    assert!(std::fs::metadata(&vz).unwrap().len() < std::fs::metadata(sample()).unwrap().len() * 68 / 100);
+    Archive::open(&vz)
+        .unwrap()
+        .decompress_to(&back, &|_| {})
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(sample()).unwrap()
+    );
+    assert!(
+        std::fs::metadata(&vz).unwrap().len()
+            < std::fs::metadata(sample()).unwrap().len() * 68 / 100
+    );
 }
 
 #[test]
@@ -34,30 +46,50 @@ fn output_is_a_valid_safetensors_file() {
     let bytes = std::fs::read(&vz).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("the safetensors crate opens it");
     let names = st.names();
-    assert!(names.iter().any(|n| *n == "bf16.big"));
-    assert!(names.iter().any(|n| *n == format::HEADER_TENSOR));
+    assert!(names.contains(&"bf16.big"));
+    assert!(names.contains(&format::HEADER_TENSOR));
     // stored tensors keep their dtype and stay usable as they are
     assert_eq!(st.tensor("ids").unwrap().dtype(), safetensors::Dtype::I64);
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let m = meta.metadata().as_ref().unwrap();
-    assert_eq!(m.get("note").map(String::as_str), Some("mixed"), "original metadata kept");
+    assert_eq!(
+        m.get("note").map(String::as_str),
+        Some("mixed"),
+        "original metadata kept"
+    );
     assert!(m.contains_key(format::MANIFEST_KEY));
 }
 
 #[test]
 fn every_dtype_and_edge_case_round_trips() {
     let dir = tmpdir("mixed");
-    let (src, vz, back) = (dir.join("m.safetensors"), dir.join("m.vz"), dir.join("back.safetensors"));
+    let (src, vz, back) = (
+        dir.join("m.safetensors"),
+        dir.join("m.vz"),
+        dir.join("back.safetensors"),
+    );
     let tensors = mixed_file(&src);
     compress(&src, &vz);
     let archive = Archive::open(&vz).unwrap();
     for (name, bytes) in &tensors {
-        let t = archive.tensors.iter().find(|t| t.meta.name == *name).unwrap();
+        let t = archive
+            .tensors
+            .iter()
+            .find(|t| t.meta.name == *name)
+            .unwrap();
         assert_eq!(&archive.decode(t).unwrap(), bytes, "{name}");
     }
-    let coded: Vec<&str> = archive.tensors.iter().filter(|t| t.layout.is_some()).map(|t| t.meta.name.as_str()).collect();
+    let coded: Vec<&str> = archive
+        .tensors
+        .iter()
+        .filter(|t| t.layout.is_some())
+        .map(|t| t.meta.name.as_str())
+        .collect();
     for name in ["bf16.big", "f16", "f32", "u8", "f8", "same"] {
-        assert!(coded.contains(&name), "{name} should be coded, coded: {coded:?}");
+        assert!(
+            coded.contains(&name),
+            "{name} should be coded, coded: {coded:?}"
+        );
     }
     archive.decompress_to(&back, &|_| {}).unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&src).unwrap());
@@ -66,23 +98,68 @@ fn every_dtype_and_edge_case_round_trips() {
 #[test]
 fn sharded_directory_round_trips() {
     let dir = tmpdir("sharded");
-    let (src, vz, back) = (dir.join("model"), dir.join("model.vz"), dir.join("model.back"));
+    let (src, vz, back) = (
+        dir.join("model"),
+        dir.join("model.vz"),
+        dir.join("model.back"),
+    );
     std::fs::create_dir_all(src.join("sub")).unwrap();
-    write_safetensors(&src.join("model-00001-of-00002.safetensors"), &[("a", "BF16", vec![5000], weightlike(5000, 1))], None);
-    write_safetensors(&src.join("model-00002-of-00002.safetensors"), &[("b", "BF16", vec![7000], weightlike(7000, 2))], None);
+    write_safetensors(
+        &src.join("model-00001-of-00002.safetensors"),
+        &[("a", "BF16", vec![5000], weightlike(5000, 1))],
+        None,
+    );
+    write_safetensors(
+        &src.join("model-00002-of-00002.safetensors"),
+        &[("b", "BF16", vec![7000], weightlike(7000, 2))],
+        None,
+    );
     let index = r#"{"metadata": {"total_size": 24000}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
     std::fs::write(src.join("model.safetensors.index.json"), index).unwrap();
     std::fs::write(src.join("config.json"), "{}").unwrap();
     std::fs::write(src.join("sub/tokenizer.json"), "tok").unwrap();
-    let out = vramzip(&["compress", src.to_str().unwrap(), "-o", vz.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = vramzip(&[
+        "compress",
+        src.to_str().unwrap(),
+        "-o",
+        vz.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(vz.join("model-00002-of-00002.safetensors").exists());
-    let new_index: serde_json::Value = serde_json::from_slice(&std::fs::read(vz.join("model.safetensors.index.json")).unwrap()).unwrap();
-    assert_eq!(new_index["weight_map"]["b"], "model-00002-of-00002.safetensors");
-    let out = vramzip(&["decompress", vz.to_str().unwrap(), "-o", back.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for f in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json", "config.json", "sub/tokenizer.json"] {
-        assert_eq!(std::fs::read(back.join(f)).unwrap(), std::fs::read(src.join(f)).unwrap(), "{f}");
+    let new_index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vz.join("model.safetensors.index.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        new_index["weight_map"]["b"],
+        "model-00002-of-00002.safetensors"
+    );
+    let out = vramzip(&[
+        "decompress",
+        vz.to_str().unwrap(),
+        "-o",
+        back.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "config.json",
+        "sub/tokenizer.json",
+    ] {
+        assert_eq!(
+            std::fs::read(back.join(f)).unwrap(),
+            std::fs::read(src.join(f)).unwrap(),
+            "{f}"
+        );
     }
 }
 
@@ -100,11 +177,18 @@ fn cli_commands_and_exit_codes() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ratio = doc["totals"]["ratio"].as_f64().unwrap();
     let bound = doc["totals"]["bound_ratio"].as_f64().unwrap();
-    assert!(bound < ratio && ratio < 0.67, "ratio {ratio}, bound {bound}");
+    assert!(
+        bound < ratio && ratio < 0.67,
+        "ratio {ratio}, bound {bound}"
+    );
     assert_eq!(doc["tensors"].as_array().unwrap().len(), 19);
 
     let out = vramzip(&["verify", "--cpu", vz_s]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // usage errors exit 2, failures exit 1 with one `error:` line
     assert_eq!(vramzip(&["compress"]).status.code(), Some(2));
@@ -113,7 +197,14 @@ fn cli_commands_and_exit_codes() {
     assert_eq!(missing.status.code(), Some(1));
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.starts_with("error: ") && err.contains("nope"), "{err}");
-    let bad_cg = vramzip(&["compress", sample().to_str().unwrap(), "-o", vz_s, "--chunk-groups", "0"]);
+    let bad_cg = vramzip(&[
+        "compress",
+        sample().to_str().unwrap(),
+        "-o",
+        vz_s,
+        "--chunk-groups",
+        "0",
+    ]);
     assert_eq!(bad_cg.status.code(), Some(1));
 }
 
@@ -128,26 +219,59 @@ fn bad_files_are_errors_not_panics() {
         ("empty", vec![]),
         ("short", vec![1, 2, 3]),
         ("huge header length", u64::MAX.to_le_bytes().to_vec()),
-        ("header beyond file", [&100u64.to_le_bytes()[..], b"{}"].concat()),
+        (
+            "header beyond file",
+            [&100u64.to_le_bytes()[..], b"{}"].concat(),
+        ),
         ("not json", [&8u64.to_le_bytes()[..], b"nonsense"].concat()),
         ("truncated data", real[..real.len() - 10].to_vec()),
-        ("truncated compressed", compressed[..compressed.len() / 2].to_vec()),
+        (
+            "truncated compressed",
+            compressed[..compressed.len() / 2].to_vec(),
+        ),
     ];
     let lying = br#"{"a":{"dtype":"F32","shape":[1000000000000],"data_offsets":[0,4]}}"#;
-    cases.push(("lying shape", [&(lying.len() as u64).to_le_bytes()[..], lying, &[0u8; 4]].concat()));
+    cases.push((
+        "lying shape",
+        [&(lying.len() as u64).to_le_bytes()[..], lying, &[0u8; 4]].concat(),
+    ));
     for (what, bytes) in cases {
         let p = dir.join("bad.safetensors");
         std::fs::write(&p, &bytes).unwrap();
         let out = dir.join("bad.out");
-        assert!(format::compress_file(&p, &out, &CompressOptions::default(), &|_| {}).is_err(), "compress accepted {what}");
+        assert!(
+            format::compress_file(&p, &out, &CompressOptions::default(), &|_| {}).is_err(),
+            "compress accepted {what}"
+        );
         assert!(Archive::open(&p).is_err(), "open accepted {what}");
-        assert!(!out.exists(), "{what}: a failed compress left an output file");
-        let cli = vramzip(&["decompress", p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(
+            !out.exists(),
+            "{what}: a failed compress left an output file"
+        );
+        let cli = vramzip(&[
+            "decompress",
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(cli.status.code(), Some(1), "{what}");
     }
     // an uncompressed file is not an archive, and a compressed one is not compressed twice
-    assert!(Archive::open(&sample()).unwrap_err().to_string().contains("not a vramzip file"));
-    assert!(format::compress_file(&vz, &dir.join("twice"), &CompressOptions::default(), &|_| {}).is_err());
+    assert!(
+        Archive::open(&sample())
+            .unwrap_err()
+            .to_string()
+            .contains("not a vramzip file")
+    );
+    assert!(
+        format::compress_file(
+            &vz,
+            &dir.join("twice"),
+            &CompressOptions::default(),
+            &|_| {}
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -157,7 +281,9 @@ fn flipped_bits_in_a_compressed_file_are_caught() {
     compress(&sample(), &vz);
     let good = std::fs::read(&vz).unwrap();
     let archive = Archive::open(&vz).unwrap();
-    let (start, end) = archive.range("encoder.layer.0.attention.self.query.weight").unwrap();
+    let (start, end) = archive
+        .range("encoder.layer.0.attention.self.query.weight")
+        .unwrap();
     drop(archive);
     let mut s = 3u64;
     for _ in 0..50 {
@@ -167,7 +293,24 @@ fn flipped_bits_in_a_compressed_file_are_caught() {
         bad[at] ^= 1 << ((s >> 20) % 8);
         std::fs::write(&vz, &bad).unwrap();
         let archive = Archive::open(&vz).unwrap();
-        let t = archive.tensors.iter().find(|t| t.meta.name == "encoder.layer.0.attention.self.query.weight").unwrap();
-        assert!(archive.decode(t).is_err(), "a flipped bit at {at} went unnoticed");
+        let t = archive
+            .tensors
+            .iter()
+            .find(|t| t.meta.name == "encoder.layer.0.attention.self.query.weight")
+            .unwrap();
+        assert!(
+            archive.decode(t).is_err(),
+            "a flipped bit at {at} went unnoticed"
+        );
     }
 }
+
+#[test]
+fn committed_sample_is_the_documented_one() {
+    // assets/README.md gives its provenance; a changed sample must be documented again.
+    let bytes = std::fs::read(sample()).unwrap();
+    assert_eq!(bytes.len(), 3_559_696);
+    assert_eq!(format::checksum(&bytes), SAMPLE_XXH3);
+}
+
+const SAMPLE_XXH3: u64 = 4394774277393860941;

@@ -11,7 +11,11 @@ use vramzip::gpu::{self, GpuContext, GpuOptions};
 use vramzip::{Error, Result};
 
 #[derive(Parser)]
-#[command(name = "vramzip", version, about = "Lossless compression of model weights, decoded on the GPU")]
+#[command(
+    name = "vramzip",
+    version,
+    about = "Lossless compression of model weights, decoded on the GPU"
+)]
 struct Cli {
     /// Worker threads for CPU work (default: all cores).
     #[arg(long, global = true)]
@@ -80,11 +84,13 @@ enum Cmd {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
-            eprintln!("error: --threads {n}: {e}");
-            return ExitCode::from(2);
-        }
+    if let Some(n) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+    {
+        eprintln!("error: --threads {n}: {e}");
+        return ExitCode::from(2);
     }
     match run(cli.cmd, cli.backend) {
         Ok(code) => code,
@@ -101,9 +107,11 @@ fn bar(total: u64, what: &str) -> ProgressBar {
     }
     let pb = ProgressBar::new(total);
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb
@@ -124,11 +132,20 @@ fn mbps(bytes: u64, secs: f64) -> f64 {
 }
 
 fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
-    let gpu_opts = GpuOptions { backend, ..Default::default() };
+    let gpu_opts = GpuOptions {
+        backend,
+        ..Default::default()
+    };
     match cmd {
-        Cmd::Compress { input, output, chunk_groups } => {
+        Cmd::Compress {
+            input,
+            output,
+            chunk_groups,
+        } => {
             if !(1..=vramzip::codec::MAX_CHUNK_GROUPS).contains(&chunk_groups) {
-                return Err(Error::InvalidArgument(format!("--chunk-groups {chunk_groups}: must be 1 to 1024")));
+                return Err(Error::InvalidArgument(format!(
+                    "--chunk-groups {chunk_groups}: must be 1 to 1024"
+                )));
             }
             let opts = CompressOptions { chunk_groups };
             let t0 = Instant::now();
@@ -144,7 +161,10 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             let secs = t0.elapsed().as_secs_f64();
             println!(
                 "compressed {} -> {}: {before} -> {after} bytes, ratio {:.4}, {secs:.2} s ({:.0} MB/s)",
-                input.display(), output.display(), after as f64 / before.max(1) as f64, mbps(before, secs)
+                input.display(),
+                output.display(),
+                after as f64 / before.max(1) as f64,
+                mbps(before, secs)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -159,8 +179,12 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             pb.finish_and_clear();
             let after = size_of(&output);
             let secs = t0.elapsed().as_secs_f64();
-            println!("decompressed {} -> {}: {after} bytes, checksums ok, {secs:.2} s ({:.0} MB/s)",
-                input.display(), output.display(), mbps(after, secs));
+            println!(
+                "decompressed {} -> {}: {after} bytes, checksums ok, {secs:.2} s ({:.0} MB/s)",
+                input.display(),
+                output.display(),
+                mbps(after, secs)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Inspect { file, json } => {
@@ -174,26 +198,53 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
                     "header_bytes": archive.header_bytes(), "tensors": tensors, "totals": t.json()});
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             } else {
-                println!("{:<56} {:>5} {:>14} {:>11} {:>11} {:>6} {:>6} {:>7}",
-                    "tensor", "dtype", "shape", "original", "compressed", "bits/w", "bound", "over%");
+                println!(
+                    "{:<56} {:>5} {:>14} {:>11} {:>11} {:>6} {:>6} {:>7}",
+                    "tensor",
+                    "dtype",
+                    "shape",
+                    "original",
+                    "compressed",
+                    "bits/w",
+                    "bound",
+                    "over%"
+                );
                 for (s, t) in stats.iter().zip(&archive.tensors) {
                     let shape = format!("{:?}", t.meta.shape).replace(' ', "");
-                    println!("{:<56} {:>5} {:>14} {:>11} {:>11} {:>6.3} {:>6.3} {:>7.3}",
-                        s.name, s.dtype, shape, s.original_bytes, s.compressed_bytes,
-                        bits_per(s.compressed_bytes as f64 * 8.0, s.elements), bits_per(s.bound_bits, s.elements),
-                        100.0 * (s.compressed_bytes as f64 * 8.0 / s.bound_bits.max(1e-9) - 1.0));
+                    println!(
+                        "{:<56} {:>5} {:>14} {:>11} {:>11} {:>6.3} {:>6.3} {:>7.3}",
+                        s.name,
+                        s.dtype,
+                        shape,
+                        s.original_bytes,
+                        s.compressed_bytes,
+                        bits_per(s.compressed_bytes as f64 * 8.0, s.elements),
+                        bits_per(s.bound_bits, s.elements),
+                        100.0 * (s.compressed_bytes as f64 * 8.0 / s.bound_bits.max(1e-9) - 1.0)
+                    );
                 }
                 let t = totals(&stats);
-                println!("total: {} tensors, {} -> {} bytes of data (ratio {:.4}, bound {:.4}, {:.3}% over the bound); \
+                println!(
+                    "total: {} tensors, {} -> {} bytes of data (ratio {:.4}, bound {:.4}, {:.3}% over the bound); \
                     file {file_bytes} bytes, header and index {:.3}% of it",
-                    stats.len(), t.original, t.compressed, t.ratio(), t.bound_ratio(), t.over_bound_pct(),
-                    100.0 * (archive.header_bytes() + t.index) as f64 / file_bytes.max(1) as f64);
+                    stats.len(),
+                    t.original,
+                    t.compressed,
+                    t.ratio(),
+                    t.bound_ratio(),
+                    t.over_bound_pct(),
+                    100.0 * (archive.header_bytes() + t.index) as f64 / file_bytes.max(1) as f64
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Verify { file, cpu } => {
             let archive = Archive::open(&file)?;
-            let bad = if cpu { verify_cpu(&archive) } else { verify_gpu(&archive, &GpuContext::new(&gpu_opts)?) };
+            let bad = if cpu {
+                verify_cpu(&archive)
+            } else {
+                verify_gpu(&archive, &GpuContext::new(&gpu_opts)?)
+            };
             report_verify(&file, archive.tensors.len(), &bad)
         }
         Cmd::Adapters => {
@@ -204,7 +255,11 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             list.iter().for_each(|a| println!("{a}"));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { file, json, chunk_groups } => bench(file, json, &CompressOptions { chunk_groups }, &gpu_opts),
+        Cmd::Bench {
+            file,
+            json,
+            chunk_groups,
+        } => bench(file, json, &CompressOptions { chunk_groups }, &gpu_opts),
     }
 }
 
@@ -213,22 +268,38 @@ fn verify_cpu(archive: &Archive) -> Vec<(String, String)> {
     archive
         .tensors
         .par_iter()
-        .filter_map(|t| archive.decode(t).err().map(|e| (t.meta.name.clone(), e.to_string())))
+        .filter_map(|t| {
+            archive
+                .decode(t)
+                .err()
+                .map(|e| (t.meta.name.clone(), e.to_string()))
+        })
         .collect()
 }
 
 /// Decodes every tensor on the GPU, one at a time so VRAM holds one tensor's worth at most.
 fn verify_gpu(archive: &Archive, ctx: &GpuContext) -> Vec<(String, String)> {
     let pb = bar(archive.tensors.len() as u64, "verify");
-    let bad = archive.tensors.iter().filter_map(|t| {
-        pb.inc(1);
-        let got = ctx.decode_tensor(archive, t);
-        match got {
-            Ok(bytes) if format::checksum(&bytes) == t.xxh3 => None,
-            Ok(bytes) => Some((t.meta.name.clone(), format!("GPU decode differs (xxh3 {:016x}, stored {:016x})", format::checksum(&bytes), t.xxh3))),
-            Err(e) => Some((t.meta.name.clone(), e.to_string())),
-        }
-    }).collect();
+    let bad = archive
+        .tensors
+        .iter()
+        .filter_map(|t| {
+            pb.inc(1);
+            let got = ctx.decode_tensor(archive, t);
+            match got {
+                Ok(bytes) if format::checksum(&bytes) == t.xxh3 => None,
+                Ok(bytes) => Some((
+                    t.meta.name.clone(),
+                    format!(
+                        "GPU decode differs (xxh3 {:016x}, stored {:016x})",
+                        format::checksum(&bytes),
+                        t.xxh3
+                    ),
+                )),
+                Err(e) => Some((t.meta.name.clone(), e.to_string())),
+            }
+        })
+        .collect();
     pb.finish_and_clear();
     bad
 }
@@ -238,16 +309,27 @@ fn report_verify(file: &Path, total: usize, bad: &[(String, String)]) -> Result<
         eprintln!("mismatch: {name}: {why}");
     }
     if bad.is_empty() {
-        println!("{}: all {total} tensors match their checksums", file.display());
+        println!(
+            "{}: all {total} tensors match their checksums",
+            file.display()
+        );
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: {}: {} of {total} tensors differ", file.display(), bad.len());
+        eprintln!(
+            "error: {}: {} of {total} tensors differ",
+            file.display(),
+            bad.len()
+        );
         Ok(ExitCode::from(1))
     }
 }
 
 fn bits_per(bits: f64, elements: u64) -> f64 {
-    if elements == 0 { 0.0 } else { bits / elements as f64 }
+    if elements == 0 {
+        0.0
+    } else {
+        bits / elements as f64
+    }
 }
 
 fn stats_json(s: &TensorStats) -> serde_json::Value {
@@ -308,43 +390,78 @@ fn gpu_json(g: &gpu::bench::GpuBench) -> serde_json::Value {
 
 fn default_sample() -> PathBuf {
     let here = PathBuf::from("assets/minilm-layer0.safetensors");
-    if here.exists() { here } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(here) }
+    if here.exists() {
+        here
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(here)
+    }
 }
 
-fn bench(file: Option<PathBuf>, json: bool, opts: &CompressOptions, gpu_opts: &GpuOptions) -> Result<ExitCode> {
+fn bench(
+    file: Option<PathBuf>,
+    json: bool,
+    opts: &CompressOptions,
+    gpu_opts: &GpuOptions,
+) -> Result<ExitCode> {
     let input = file.unwrap_or_else(default_sample);
     let dir = std::env::temp_dir().join(format!("vramzip-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
+        path: dir.clone(),
+        source: e,
+    })?;
     let out = dir.join("bench.vz.safetensors");
     let result = bench_in(&input, &out, json, opts, gpu_opts);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn bench_in(input: &Path, out: &Path, json: bool, opts: &CompressOptions, gpu_opts: &GpuOptions) -> Result<ExitCode> {
+fn bench_in(
+    input: &Path,
+    out: &Path,
+    json: bool,
+    opts: &CompressOptions,
+    gpu_opts: &GpuOptions,
+) -> Result<ExitCode> {
     if !(1..=vramzip::codec::MAX_CHUNK_GROUPS).contains(&opts.chunk_groups) {
-        return Err(Error::InvalidArgument(format!("--chunk-groups {}: must be 1 to 1024", opts.chunk_groups)));
+        return Err(Error::InvalidArgument(format!(
+            "--chunk-groups {}: must be 1 to 1024",
+            opts.chunk_groups
+        )));
     }
     let t0 = Instant::now();
     let stats = format::compress_file(input, out, opts, &|_| {})?;
     let encode_s = t0.elapsed().as_secs_f64();
     let archive = Archive::open(out)?;
     let original = {
-        let f = std::fs::File::open(input).map_err(|e| Error::Io { path: input.into(), source: e })?;
+        let f = std::fs::File::open(input).map_err(|e| Error::Io {
+            path: input.into(),
+            source: e,
+        })?;
         let h = format::read_header(&f, input)?;
         let mut all = Vec::new();
         for t in &h.tensors {
             let mut b = vec![0u8; (t.end - t.start) as usize];
-            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, h.data_start + t.start)
-                .map_err(|e| Error::Io { path: input.into(), source: e })?;
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, h.data_start + t.start).map_err(
+                |e| Error::Io {
+                    path: input.into(),
+                    source: e,
+                },
+            )?;
             all.push(b);
         }
         all
     };
     // Read the parts first so the CPU decode time counts decoding alone.
-    let parts: Vec<_> = archive.tensors.iter().map(|t| {
-        Ok(match t.layout { Some(_) => Some((archive.encoded(t)?, archive.codebook(t)?)), None => None })
-    }).collect::<Result<_>>()?;
+    let parts: Vec<_> = archive
+        .tensors
+        .iter()
+        .map(|t| {
+            Ok(match t.layout {
+                Some(_) => Some((archive.encoded(t)?, archive.codebook(t)?)),
+                None => None,
+            })
+        })
+        .collect::<Result<_>>()?;
     let t1 = Instant::now();
     let mut decoded = Vec::new();
     for (t, p) in archive.tensors.iter().zip(&parts) {
@@ -368,9 +485,15 @@ fn bench_in(input: &Path, out: &Path, json: bool, opts: &CompressOptions, gpu_op
     };
     let gpu_exact = gpu.as_ref().is_none_or(|g| g.bit_exact);
     let tot = totals(&stats.tensors);
-    let coded: u64 = stats.tensors.iter().filter(|s| s.sym_bits.is_some()).map(|s| s.original_bytes).sum();
+    let coded: u64 = stats
+        .tensors
+        .iter()
+        .filter(|s| s.sym_bits.is_some())
+        .map(|s| s.original_bytes)
+        .sum();
     let file_ratio = stats.output_bytes as f64 / stats.input_bytes.max(1) as f64;
-    let meta_pct = 100.0 * (stats.header_bytes + tot.index) as f64 / stats.output_bytes.max(1) as f64;
+    let meta_pct =
+        100.0 * (stats.header_bytes + tot.index) as f64 / stats.output_bytes.max(1) as f64;
     if json {
         let doc = serde_json::json!({"file": input, "tensors": stats.tensors.len(),
             "input_bytes": stats.input_bytes, "output_bytes": stats.output_bytes, "file_ratio": file_ratio,
@@ -380,24 +503,69 @@ fn bench_in(input: &Path, out: &Path, json: bool, opts: &CompressOptions, gpu_op
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!("file              {}", input.display());
-        println!("tensors           {} ({} coded bytes of {})", stats.tensors.len(), coded, tot.original);
-        println!("size              {} -> {} bytes, ratio {:.4} (data {:.4})", stats.input_bytes, stats.output_bytes, file_ratio, tot.ratio());
-        println!("entropy bound     {:.4} (data over bound {:.3}%, length-12 cap costs {:.3}% of stream)",
-            tot.bound_ratio(), tot.over_bound_pct(), tot.cap_cost_pct());
-        println!("metadata          {:.3}% of the output (header, chunk index, code tables)", meta_pct);
-        println!("cpu encode        {:.0} MB/s ({} threads)", mbps(tot.original, encode_s), rayon::current_num_threads());
+        println!(
+            "tensors           {} ({} coded bytes of {})",
+            stats.tensors.len(),
+            coded,
+            tot.original
+        );
+        println!(
+            "size              {} -> {} bytes, ratio {:.4} (data {:.4})",
+            stats.input_bytes,
+            stats.output_bytes,
+            file_ratio,
+            tot.ratio()
+        );
+        println!(
+            "entropy bound     {:.4} (data over bound {:.3}%, length-12 cap costs {:.3}% of stream)",
+            tot.bound_ratio(),
+            tot.over_bound_pct(),
+            tot.cap_cost_pct()
+        );
+        println!(
+            "metadata          {:.3}% of the output (header, chunk index, code tables)",
+            meta_pct
+        );
+        println!(
+            "cpu encode        {:.0} MB/s ({} threads)",
+            mbps(tot.original, encode_s),
+            rayon::current_num_threads()
+        );
         println!("cpu decode        {:.0} MB/s", mbps(tot.original, decode_s));
         println!("cpu bit-exact     {}", if exact { "yes" } else { "NO" });
         if let Some(g) = &gpu {
             println!("gpu               {}", g.adapter);
-            println!("gpu decode        {:.2} GB/s decoded ({} of {:.3} ms)", g.decode_gbps(),
-                if g.decode.timestamps { "timestamps" } else { "wall time" }, g.decode.seconds * 1e3);
-            println!("gpu buffer copy   {:.2} GB/s copied; decode/copy = {:.3}", g.copy_gbps(), g.decode_gbps() / g.copy_gbps());
-            println!("load to VRAM      raw upload {:.3} ms; compressed upload {:.3} ms + decode {:.3} ms = {:.3}x the raw time",
-                g.upload_raw_s * 1e3, g.upload_compressed_s * 1e3, g.decode.seconds * 1e3,
-                (g.upload_compressed_s + g.decode.seconds) / g.upload_raw_s);
-            println!("gpu bit-exact     {}", if g.bit_exact { "yes" } else { "NO" });
+            println!(
+                "gpu decode        {:.2} GB/s decoded ({} of {:.3} ms)",
+                g.decode_gbps(),
+                if g.decode.timestamps {
+                    "timestamps"
+                } else {
+                    "wall time"
+                },
+                g.decode.seconds * 1e3
+            );
+            println!(
+                "gpu buffer copy   {:.2} GB/s copied; decode/copy = {:.3}",
+                g.copy_gbps(),
+                g.decode_gbps() / g.copy_gbps()
+            );
+            println!(
+                "load to VRAM      raw upload {:.3} ms; compressed upload {:.3} ms + decode {:.3} ms = {:.3}x the raw time",
+                g.upload_raw_s * 1e3,
+                g.upload_compressed_s * 1e3,
+                g.decode.seconds * 1e3,
+                (g.upload_compressed_s + g.decode.seconds) / g.upload_raw_s
+            );
+            println!(
+                "gpu bit-exact     {}",
+                if g.bit_exact { "yes" } else { "NO" }
+            );
         }
     }
-    Ok(if exact && gpu_exact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if exact && gpu_exact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -28,14 +28,20 @@ pub fn code_lengths(freq: &[u64], max_len: u32) -> Vec<u8> {
         }
         _ => {}
     }
-    assert!(present.len() <= 1usize << max_len, "alphabet larger than the code space");
+    assert!(
+        present.len() <= 1usize << max_len,
+        "alphabet larger than the code space"
+    );
     let depths = huffman_depths(&present.iter().map(|&s| freq[s]).collect::<Vec<_>>());
     for (&s, &d) in present.iter().zip(&depths) {
         lens[s] = d.min(max_len) as u8;
     }
     // Kraft repair: sum of 2^(max_len - len) must not exceed 2^max_len.
     let full = 1u64 << max_len;
-    let mut kraft: u64 = present.iter().map(|&s| 1u64 << (max_len - lens[s] as u32)).sum();
+    let mut kraft: u64 = present
+        .iter()
+        .map(|&s| 1u64 << (max_len - lens[s] as u32))
+        .sum();
     if kraft > full {
         let mut by_rarity = present.clone();
         by_rarity.sort_by_key(|&s| (freq[s], s));
@@ -59,8 +65,11 @@ pub fn huffman_depths(weights: &[u64]) -> Vec<u32> {
     let n = weights.len();
     // Nodes 0..n are leaves, later ones internal; parent[] lets us read depths off at the end.
     let mut parent = vec![usize::MAX; 2 * n - 1];
-    let mut heap: BinaryHeap<Reverse<(u64, usize)>> =
-        weights.iter().enumerate().map(|(i, &w)| Reverse((w, i))).collect();
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| Reverse((w, i)))
+        .collect();
     let mut next = n;
     while heap.len() > 1 {
         let Reverse((wa, a)) = heap.pop().unwrap_or_default();
@@ -145,7 +154,10 @@ pub fn entropy_bits(freq: &[u64]) -> f64 {
         return 0.0;
     }
     let t = total as f64;
-    freq.iter().filter(|&&f| f > 0).map(|&f| -(f as f64) * (f as f64 / t).log2()).sum()
+    freq.iter()
+        .filter(|&&f| f > 0)
+        .map(|&f| -(f as f64) * (f as f64 / t).log2())
+        .sum()
 }
 
 #[cfg(test)]

@@ -83,7 +83,12 @@ impl Layout {
                 "layout: width {width}, sym_bits {sym_bits}, chunk_groups {chunk_groups}"
             )));
         }
-        Ok(Layout { n, width, sym_bits, chunk_groups })
+        Ok(Layout {
+            n,
+            width,
+            sym_bits,
+            chunk_groups,
+        })
     }
     /// Low bits of each element stored raw.
     pub fn raw_bits(&self) -> u32 {
@@ -135,13 +140,20 @@ pub struct Codebook {
 impl Codebook {
     /// The length-limited Huffman code of a symbol histogram.
     pub fn from_histogram(sym_bits: u32, hist: &[u64]) -> Self {
-        Codebook { sym_bits, lens: huffman::code_lengths(hist, huffman::MAX_CODE_LEN) }
+        Codebook {
+            sym_bits,
+            lens: huffman::code_lengths(hist, huffman::MAX_CODE_LEN),
+        }
     }
 
     /// Serialized form (see the type's doc).
     pub fn to_bytes(&self) -> Vec<u8> {
         let first = self.lens.iter().position(|&l| l > 0).unwrap_or(0);
-        let last = self.lens.iter().rposition(|&l| l > 0).map_or(first, |p| p + 1);
+        let last = self
+            .lens
+            .iter()
+            .rposition(|&l| l > 0)
+            .map_or(first, |p| p + 1);
         let used = &self.lens[first..last];
         let mut out = vec![1u8, self.sym_bits as u8];
         out.extend_from_slice(&(first as u16).to_le_bytes());
@@ -158,7 +170,10 @@ impl Codebook {
             return Err("codebook shorter than its 6-byte header".into());
         }
         if bytes[0] != 1 {
-            return Err(format!("codebook version {} (this build reads 1)", bytes[0]));
+            return Err(format!(
+                "codebook version {} (this build reads 1)",
+                bytes[0]
+            ));
         }
         let sym_bits = bytes[1] as u32;
         if !(1..=huffman::MAX_SYM_BITS).contains(&sym_bits) {
@@ -198,7 +213,12 @@ fn element(data: &[u8], i: usize, width: u32) -> u32 {
     match width {
         8 => data[i] as u32,
         16 => u16::from_le_bytes([data[2 * i], data[2 * i + 1]]) as u32,
-        _ => u32::from_le_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]]),
+        _ => u32::from_le_bytes([
+            data[4 * i],
+            data[4 * i + 1],
+            data[4 * i + 2],
+            data[4 * i + 3],
+        ]),
     }
 }
 
@@ -280,7 +300,12 @@ pub fn choose(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Cho
             + 8 * codebook.to_bytes().len() as u64
             + 16 * layout.chunks();
         if best.as_ref().is_none_or(|b| total_bits < b.total_bits) {
-            best = Some(Choice { layout, codebook, hist, total_bits });
+            best = Some(Choice {
+                layout,
+                codebook,
+                hist,
+                total_bits,
+            });
         }
     }
     Ok(best.filter(|b| b.total_bits < n * width as u64))
@@ -296,7 +321,12 @@ struct BitWriter {
 
 impl BitWriter {
     fn new() -> Self {
-        BitWriter { words: Vec::new(), acc: 0, nbits: 0, total: 0 }
+        BitWriter {
+            words: Vec::new(),
+            acc: 0,
+            nbits: 0,
+            total: 0,
+        }
     }
     #[inline]
     fn put(&mut self, bits: u32, len: u32) {
@@ -325,7 +355,11 @@ fn peek(words: &[u32], pos: u64, len: u32) -> u32 {
     let lo = words.get(w).copied().unwrap_or(0) as u64;
     let hi = words.get(w + 1).copied().unwrap_or(0) as u64;
     let v = ((lo | hi << 32) >> (pos & 31)) as u32;
-    if len == 32 { v } else { v & ((1u32 << len) - 1) }
+    if len == 32 {
+        v
+    } else {
+        v & ((1u32 << len) - 1)
+    }
 }
 
 fn words_to_bytes(words: &[u32]) -> Vec<u8> {
@@ -333,25 +367,33 @@ fn words_to_bytes(words: &[u32]) -> Vec<u8> {
 }
 
 fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
-    bytes.chunks(4).map(|c| {
-        let mut b = [0u8; 4];
-        b[..c.len()].copy_from_slice(c);
-        u32::from_le_bytes(b)
-    }).collect()
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut b = [0u8; 4];
+            b[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(b)
+        })
+        .collect()
 }
+
+/// One block's stream words, raw words and chunk bit lengths.
+type EncodedBlock = (Vec<u32>, Vec<u32>, Vec<u16>);
 
 /// Encodes `data` (the tensor's bytes) with `book`. Fails if an element's symbol has no code,
 /// which can only happen with a shared codebook that never saw that symbol.
 pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> {
     let width = layout.width;
     if data.len() as u64 != layout.decoded_bytes() || book.sym_bits != layout.sym_bits {
-        return Err(Error::InvalidArgument("encode: data or codebook does not match the layout".into()));
+        return Err(Error::InvalidArgument(
+            "encode: data or codebook does not match the layout".into(),
+        ));
     }
     let codes = huffman::canonical_codes(&book.lens);
     let (s, r) = (layout.sym_bits, layout.raw_bits());
     let (n, e) = (layout.n, layout.elems_per_group());
     let block_groups = layout.block_groups();
-    let blocks: Vec<Result<(Vec<u32>, Vec<u32>, Vec<u16>)>> = (0..layout.blocks())
+    let blocks: Vec<Result<EncodedBlock>> = (0..layout.blocks())
         .into_par_iter()
         .map(|b| {
             let first_group = b * block_groups;
@@ -393,7 +435,8 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
         let (stream, raw, lens) = block?;
         out.stream.extend(words_to_bytes(&stream));
         out.raw.extend(words_to_bytes(&raw));
-        out.chunk_bits.extend(lens.iter().flat_map(|l| l.to_le_bytes()));
+        out.chunk_bits
+            .extend(lens.iter().flat_map(|l| l.to_le_bytes()));
     }
     Ok(out)
 }
@@ -402,7 +445,10 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
 pub fn block_starts(chunk_bits: &[u8]) -> Vec<u64> {
     let mut starts = vec![0u64];
     for block in chunk_bits.chunks(2 * LANES) {
-        let bits: u64 = block.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u64).sum();
+        let bits: u64 = block
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as u64)
+            .sum();
         starts.push(starts[starts.len() - 1] + bits.div_ceil(32));
     }
     starts
@@ -411,34 +457,72 @@ pub fn block_starts(chunk_bits: &[u8]) -> Vec<u64> {
 /// Checks that the parts have the sizes the layout implies, before anything is decoded.
 pub fn check_parts(layout: &Layout, enc: &Encoded, tensor: &str) -> Result<()> {
     if enc.chunk_bits.len() as u64 != 2 * layout.chunks() {
-        return Err(Error::corrupt(tensor, format!(
-            "chunk index has {} bytes, layout needs {}", enc.chunk_bits.len(), 2 * layout.chunks())));
+        return Err(Error::corrupt(
+            tensor,
+            format!(
+                "chunk index has {} bytes, layout needs {}",
+                enc.chunk_bits.len(),
+                2 * layout.chunks()
+            ),
+        ));
     }
-    let max_bits = (layout.chunk_groups as u64) * layout.elems_per_group() * huffman::MAX_CODE_LEN as u64;
-    if enc.chunk_bits.chunks(2).any(|c| u16::from_le_bytes([c[0], c[1]]) as u64 > max_bits) {
-        return Err(Error::corrupt(tensor, "a chunk is longer than its symbols can be"));
+    let max_bits =
+        (layout.chunk_groups as u64) * layout.elems_per_group() * huffman::MAX_CODE_LEN as u64;
+    if enc
+        .chunk_bits
+        .chunks(2)
+        .any(|c| u16::from_le_bytes([c[0], c[1]]) as u64 > max_bits)
+    {
+        return Err(Error::corrupt(
+            tensor,
+            "a chunk is longer than its symbols can be",
+        ));
     }
     let words = block_starts(&enc.chunk_bits).last().copied().unwrap_or(0);
     if enc.stream.len() as u64 != 4 * words {
-        return Err(Error::corrupt(tensor, format!(
-            "stream has {} bytes, chunk index says {}", enc.stream.len(), 4 * words)));
+        return Err(Error::corrupt(
+            tensor,
+            format!(
+                "stream has {} bytes, chunk index says {}",
+                enc.stream.len(),
+                4 * words
+            ),
+        ));
     }
     if enc.raw.len() as u64 != layout.raw_bytes() {
-        return Err(Error::corrupt(tensor, format!(
-            "raw plane has {} bytes, layout needs {}", enc.raw.len(), layout.raw_bytes())));
+        return Err(Error::corrupt(
+            tensor,
+            format!(
+                "raw plane has {} bytes, layout needs {}",
+                enc.raw.len(),
+                layout.raw_bytes()
+            ),
+        ));
     }
     Ok(())
 }
 
 /// Decodes into `out` (exactly the tensor's bytes). Corrupt input gives an error or wrong bytes
 /// (caught by the caller's checksum), never a panic or an endless loop.
-pub fn decode(layout: &Layout, enc: &Encoded, book: &Codebook, out: &mut [u8], tensor: &str) -> Result<()> {
+pub fn decode(
+    layout: &Layout,
+    enc: &Encoded,
+    book: &Codebook,
+    out: &mut [u8],
+    tensor: &str,
+) -> Result<()> {
     check_parts(layout, enc, tensor)?;
     if out.len() as u64 != layout.decoded_bytes() {
-        return Err(Error::OutputTooSmall { expected: layout.decoded_bytes() as usize, actual: out.len() });
+        return Err(Error::OutputTooSmall {
+            expected: layout.decoded_bytes() as usize,
+            actual: out.len(),
+        });
     }
     if book.sym_bits != layout.sym_bits {
-        return Err(Error::corrupt(tensor, "codebook symbol width differs from the tensor's"));
+        return Err(Error::corrupt(
+            tensor,
+            "codebook symbol width differs from the tensor's",
+        ));
     }
     let table = huffman::decode_table(&book.lens);
     let stream = bytes_to_words(&enc.stream);
@@ -448,47 +532,65 @@ pub fn decode(layout: &Layout, enc: &Encoded, book: &Codebook, out: &mut [u8], t
     let (n, e) = (layout.n, layout.elems_per_group());
     let block_groups = layout.block_groups();
     let block_bytes = (block_groups * 4) as usize;
-    out.par_chunks_mut(block_bytes).enumerate().try_for_each(|(b, out)| {
-        let first_group = b as u64 * block_groups;
-        let groups = block_groups.min(layout.groups() - first_group);
-        let block_stream = &stream[starts[b] as usize..starts[b + 1] as usize];
-        let mut pos = 0u64;
-        for lane in 0..LANES as u64 {
-            let k = 2 * (b * LANES + lane as usize);
-            let len = u16::from_le_bytes([enc.chunk_bits[k], enc.chunk_bits[k + 1]]) as u64;
-            let end = pos + len;
-            let mut j = lane;
-            while j < groups {
-                let g = first_group + j;
-                for i in g * e..n.min(g * e + e) {
-                    let entry = table[peek(block_stream, pos, huffman::MAX_CODE_LEN) as usize] as u32;
-                    if entry & 15 == 0 {
-                        return Err(Error::corrupt(tensor, "bit pattern with no code"));
+    out.par_chunks_mut(block_bytes)
+        .enumerate()
+        .try_for_each(|(b, out)| {
+            let first_group = b as u64 * block_groups;
+            let groups = block_groups.min(layout.groups() - first_group);
+            let block_stream = &stream[starts[b] as usize..starts[b + 1] as usize];
+            let mut pos = 0u64;
+            for lane in 0..LANES as u64 {
+                let k = 2 * (b * LANES + lane as usize);
+                let len = u16::from_le_bytes([enc.chunk_bits[k], enc.chunk_bits[k + 1]]) as u64;
+                let end = pos + len;
+                let mut j = lane;
+                while j < groups {
+                    let g = first_group + j;
+                    for i in g * e..n.min(g * e + e) {
+                        let entry =
+                            table[peek(block_stream, pos, huffman::MAX_CODE_LEN) as usize] as u32;
+                        if entry & 15 == 0 {
+                            return Err(Error::corrupt(tensor, "bit pattern with no code"));
+                        }
+                        pos += (entry & 15) as u64;
+                        let low = if r > 0 {
+                            peek(&raw, i * r as u64, r)
+                        } else {
+                            0
+                        };
+                        let v = rotate_out(entry >> 4, s) << r | low;
+                        let at = (i - first_group * e) as usize * (width as usize / 8);
+                        match width {
+                            8 => out[at] = v as u8,
+                            16 => out[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+                            _ => out[at..at + 4].copy_from_slice(&v.to_le_bytes()),
+                        }
                     }
-                    pos += (entry & 15) as u64;
-                    let low = if r > 0 { peek(&raw, i * r as u64, r) } else { 0 };
-                    let v = rotate_out(entry >> 4, s) << r | low;
-                    let at = (i - first_group * e) as usize * (width as usize / 8);
-                    match width {
-                        8 => out[at] = v as u8,
-                        16 => out[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
-                        _ => out[at..at + 4].copy_from_slice(&v.to_le_bytes()),
-                    }
+                    j += LANES as u64;
                 }
-                j += LANES as u64;
+                if pos != end {
+                    return Err(Error::corrupt(
+                        tensor,
+                        format!(
+                            "chunk {lane} of block {b} decoded {} bits, index says {len}",
+                            len + pos - end
+                        ),
+                    ));
+                }
             }
-            if pos != end {
-                return Err(Error::corrupt(tensor, format!(
-                    "chunk {lane} of block {b} decoded {} bits, index says {len}", len + pos - end)));
-            }
-        }
-        Ok(())
-    })
+            Ok(())
+        })
 }
 
 /// Encodes with the best layout, or `None` when the tensor is better stored verbatim.
-pub fn compress(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<(Layout, Codebook, Encoded)>> {
-    let Some(choice) = choose(data, width, chunk_groups)? else { return Ok(None) };
+pub fn compress(
+    data: &[u8],
+    width: u32,
+    chunk_groups: usize,
+) -> Result<Option<(Layout, Codebook, Encoded)>> {
+    let Some(choice) = choose(data, width, chunk_groups)? else {
+        return Ok(None);
+    };
     let enc = encode(data, &choice.layout, &choice.codebook)?;
     Ok(Some((choice.layout, choice.codebook, enc)))
 }
@@ -499,7 +601,8 @@ pub fn round_trip(data: &[u8], width: u32, chunk_groups: usize) -> Result<Vec<u8
     match compress(data, width, chunk_groups)? {
         None => Ok(data.to_vec()),
         Some((layout, book, enc)) => {
-            let book = Codebook::from_bytes(&book.to_bytes()).map_err(|r| Error::corrupt("round trip", r))?;
+            let book = Codebook::from_bytes(&book.to_bytes())
+                .map_err(|r| Error::corrupt("round trip", r))?;
             let mut out = vec![0u8; data.len()];
             decode(&layout, &enc, &book, &mut out, "round trip")?;
             Ok(out)

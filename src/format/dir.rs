@@ -12,7 +12,9 @@ fn is_shard(p: &Path) -> bool {
 }
 
 fn is_index(p: &Path) -> bool {
-    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".safetensors.index.json"))
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".safetensors.index.json"))
 }
 
 fn entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -27,7 +29,12 @@ fn entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// Compresses every shard of `input` into `output` under the same name, rewrites the index (same
 /// names, new total size, the original text kept), and copies every other file.
 /// `progress(file, bytes_done_in_file)` reports progress.
-pub fn compress_dir(input: &Path, output: &Path, opts: &CompressOptions, progress: &dyn Fn(&Path, u64)) -> Result<Vec<CompressStats>> {
+pub fn compress_dir(
+    input: &Path,
+    output: &Path,
+    opts: &CompressOptions,
+    progress: &dyn Fn(&Path, u64),
+) -> Result<Vec<CompressStats>> {
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
     let mut stats = Vec::new();
     let mut indexes = Vec::new();
@@ -58,8 +65,14 @@ pub fn compress_dir(input: &Path, output: &Path, opts: &CompressOptions, progres
         for shard in shards {
             let path = output.join(&shard);
             let archive = Archive::open(&path)?;
-            total += std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-            for name in archive.tensor_names().into_iter().filter(|n| n != super::HEADER_TENSOR) {
+            total += std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            for name in archive
+                .tensor_names()
+                .into_iter()
+                .filter(|n| n != super::HEADER_TENSOR)
+            {
                 map.insert(name, serde_json::Value::String(shard.clone()));
             }
         }
@@ -69,7 +82,8 @@ pub fn compress_dir(input: &Path, output: &Path, opts: &CompressOptions, progres
         }
         index["metadata"]["total_size"] = total.into();
         index["metadata"][ORIGINAL_INDEX_KEY] = text.into();
-        let out = serde_json::to_string_pretty(&index).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let out = serde_json::to_string_pretty(&index)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         std::fs::write(&to, out).map_err(|e| Error::io(&to, e))?;
     }
     Ok(stats)
@@ -88,7 +102,9 @@ pub fn decompress_dir(input: &Path, output: &Path, progress: &dyn Fn(&Path, u64)
             let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
             let index: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| Error::invalid(&p, format!("index is not JSON: {e}")))?;
-            let original = index["metadata"][ORIGINAL_INDEX_KEY].as_str().unwrap_or(&text);
+            let original = index["metadata"][ORIGINAL_INDEX_KEY]
+                .as_str()
+                .unwrap_or(&text);
             std::fs::write(&to, original).map_err(|e| Error::io(&to, e))?;
         } else {
             std::fs::copy(&p, &to).map_err(|e| Error::io(&p, e))?;

@@ -92,15 +92,23 @@ pub fn read_header(file: &File, path: &Path) -> Result<Header> {
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len8 = [0u8; 8];
     if file_len < 8 {
-        return Err(Error::invalid(path, "shorter than the 8-byte header length"));
+        return Err(Error::invalid(
+            path,
+            "shorter than the 8-byte header length",
+        ));
     }
-    file.read_exact_at(&mut len8, 0).map_err(|e| Error::io(path, e))?;
+    file.read_exact_at(&mut len8, 0)
+        .map_err(|e| Error::io(path, e))?;
     let n = u64::from_le_bytes(len8);
     if n > MAX_HEADER_BYTES || n > file_len - 8 {
-        return Err(Error::invalid(path, format!("header length {n} exceeds the file or the limit")));
+        return Err(Error::invalid(
+            path,
+            format!("header length {n} exceeds the file or the limit"),
+        ));
     }
     let mut raw = vec![0u8; n as usize];
-    file.read_exact_at(&mut raw, 8).map_err(|e| Error::io(path, e))?;
+    file.read_exact_at(&mut raw, 8)
+        .map_err(|e| Error::io(path, e))?;
     let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&raw)
         .map_err(|e| Error::invalid(path, format!("header is not a JSON object: {e}")))?;
     let mut metadata = None;
@@ -117,31 +125,60 @@ pub fn read_header(file: &File, path: &Path) -> Result<Header> {
             .map_err(|e| Error::invalid(path, format!("tensor '{name}': {e}")))?;
         let (start, end) = e.data_offsets;
         if start > end {
-            return Err(Error::invalid(path, format!("tensor '{name}': offsets {start}..{end}")));
+            return Err(Error::invalid(
+                path,
+                format!("tensor '{name}': offsets {start}..{end}"),
+            ));
         }
         if let Some(size) = dtype_size(&e.dtype) {
             let elems = e.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
             if elems.and_then(|n| n.checked_mul(size)) != Some(end - start) {
-                return Err(Error::invalid(path, format!(
-                    "tensor '{name}': shape {:?} of {} does not fill {} bytes", e.shape, e.dtype, end - start)));
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "tensor '{name}': shape {:?} of {} does not fill {} bytes",
+                        e.shape,
+                        e.dtype,
+                        end - start
+                    ),
+                ));
             }
         }
-        tensors.push(HeaderTensor { name, dtype: e.dtype, shape: e.shape, start, end });
+        tensors.push(HeaderTensor {
+            name,
+            dtype: e.dtype,
+            shape: e.shape,
+            start,
+            end,
+        });
     }
     tensors.sort_by_key(|t| (t.start, t.end));
     let data_start = 8 + n;
     let mut pos = 0;
     for t in &tensors {
         if t.start != pos {
-            return Err(Error::invalid(path, format!("tensor '{}' starts at {} instead of {pos}", t.name, t.start)));
+            return Err(Error::invalid(
+                path,
+                format!("tensor '{}' starts at {} instead of {pos}", t.name, t.start),
+            ));
         }
         pos = t.end;
     }
     if data_start + pos != file_len {
-        return Err(Error::invalid(path, format!(
-            "data section is {} bytes, tensors cover {pos}", file_len - data_start)));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "data section is {} bytes, tensors cover {pos}",
+                file_len - data_start
+            ),
+        ));
     }
-    Ok(Header { raw, metadata, tensors, data_start })
+    Ok(Header {
+        raw,
+        metadata,
+        tensors,
+        data_start,
+    })
 }
 
 /// How one original tensor is coded, as recorded in the manifest.

@@ -1,7 +1,10 @@
 //! Reading a compressed file: only the header at open, tensors on demand with positioned reads.
 
-use super::{Coding, FORMAT_VERSION, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor, checksum, read_header};
 use super::write::TempPath;
+use super::{
+    Coding, FORMAT_VERSION, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor,
+    checksum, read_header,
+};
 use crate::codec::{self, Codebook, Encoded, Layout};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -56,43 +59,84 @@ impl Archive {
             .metadata
             .as_ref()
             .and_then(|m| m.get(MANIFEST_KEY))
-            .ok_or_else(|| Error::invalid(path, "not a vramzip file (no 'vramzip' entry in __metadata__)"))?;
+            .ok_or_else(|| {
+                Error::invalid(
+                    path,
+                    "not a vramzip file (no 'vramzip' entry in __metadata__)",
+                )
+            })?;
         let manifest: Manifest = serde_json::from_str(text)
             .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
         if manifest.format != FORMAT_VERSION || manifest.lanes != codec::LANES {
-            return Err(Error::invalid(path, format!(
-                "vramzip format {} with {} lanes; this build reads format {FORMAT_VERSION} with {} lanes",
-                manifest.format, manifest.lanes, codec::LANES)));
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "vramzip format {} with {} lanes; this build reads format {FORMAT_VERSION} with {} lanes",
+                    manifest.format,
+                    manifest.lanes,
+                    codec::LANES
+                ),
+            ));
         }
         let ranges: HashMap<String, (u64, u64)> = header
             .tensors
             .iter()
-            .map(|t| (t.name.clone(), (header.data_start + t.start, header.data_start + t.end)))
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    (header.data_start + t.start, header.data_start + t.end),
+                )
+            })
             .collect();
-        let u8_tensor = |name: &str| header.tensors.iter().any(|t| t.name == name && t.dtype == "U8");
+        let u8_tensor = |name: &str| {
+            header
+                .tensors
+                .iter()
+                .any(|t| t.name == name && t.dtype == "U8")
+        };
         if !u8_tensor(HEADER_TENSOR) {
-            return Err(Error::invalid(path, "the original header tensor is missing"));
+            return Err(Error::invalid(
+                path,
+                "the original header tensor is missing",
+            ));
         }
         let mut tensors = Vec::new();
         for meta in manifest.tensors {
-            let xxh3 = u64::from_str_radix(&meta.xxh3, 16)
-                .map_err(|_| Error::invalid(path, format!("tensor '{}': bad checksum text", meta.name)))?;
+            let xxh3 = u64::from_str_radix(&meta.xxh3, 16).map_err(|_| {
+                Error::invalid(path, format!("tensor '{}': bad checksum text", meta.name))
+            })?;
             let (layout, parts) = match &meta.coding {
                 Coding::Stored => {
                     match ranges.get(&meta.name) {
                         Some((s, e)) if e - s == meta.bytes => {}
-                        _ => return Err(Error::invalid(path, format!("stored tensor '{}' is missing or of the wrong size", meta.name))),
+                        _ => {
+                            return Err(Error::invalid(
+                                path,
+                                format!(
+                                    "stored tensor '{}' is missing or of the wrong size",
+                                    meta.name
+                                ),
+                            ));
+                        }
                     }
                     (None, None)
                 }
-                Coding::Huffman { sym_bits, chunk_groups, stream_bytes, codebook } => {
-                    let bad = |why: &str| Error::invalid(path, format!("tensor '{}': {why}", meta.name));
-                    let width = codec::element_bits(&meta.dtype).ok_or_else(|| bad("its dtype is not one that is coded"))?;
+                Coding::Huffman {
+                    sym_bits,
+                    chunk_groups,
+                    stream_bytes,
+                    codebook,
+                } => {
+                    let bad =
+                        |why: &str| Error::invalid(path, format!("tensor '{}': {why}", meta.name));
+                    let width = codec::element_bits(&meta.dtype)
+                        .ok_or_else(|| bad("its dtype is not one that is coded"))?;
                     let n = meta.bytes / (width as u64 / 8);
                     if n * (width as u64 / 8) != meta.bytes {
                         return Err(bad("size not a multiple of its dtype"));
                     }
-                    let layout = Layout::new(n, width, *sym_bits, *chunk_groups).map_err(|e| bad(&e.to_string()))?;
+                    let layout = Layout::new(n, width, *sym_bits, *chunk_groups)
+                        .map_err(|e| bad(&e.to_string()))?;
                     let (start, end) = match ranges.get(&meta.name) {
                         Some(&r) if u8_tensor(&meta.name) => r,
                         _ => return Err(bad("its data is missing")),
@@ -111,12 +155,31 @@ impl Archive {
                     if raw.1 > end || own_end != end {
                         return Err(bad("its parts do not fill its data"));
                     }
-                    (Some(layout), Some(PartRanges { chunks, stream, raw, table }))
+                    (
+                        Some(layout),
+                        Some(PartRanges {
+                            chunks,
+                            stream,
+                            raw,
+                            table,
+                        }),
+                    )
                 }
             };
-            tensors.push(TensorEntry { meta, layout, xxh3, parts });
+            tensors.push(TensorEntry {
+                meta,
+                layout,
+                xxh3,
+                parts,
+            });
         }
-        Ok(Archive { path: path.to_path_buf(), file, header, ranges, tensors })
+        Ok(Archive {
+            path: path.to_path_buf(),
+            file,
+            header,
+            ranges,
+            tensors,
+        })
     }
 
     /// The file's path.
@@ -140,7 +203,14 @@ impl Archive {
                     Some(layout) => {
                         let top16 = codec::top16_histogram(&bytes, layout.width);
                         let hist = codec::symbol_histogram(&top16, layout.width, layout.sym_bits);
-                        super::tensor_stats(&t.meta.name, &t.meta.dtype, layout, &hist, &self.codebook(t)?, &self.encoded(t)?)
+                        super::tensor_stats(
+                            &t.meta.name,
+                            &t.meta.dtype,
+                            layout,
+                            &hist,
+                            &self.codebook(t)?,
+                            &self.encoded(t)?,
+                        )
                     }
                     None => super::TensorStats::stored(&t.meta.name, &t.meta.dtype, t.meta.bytes),
                 })
@@ -155,7 +225,10 @@ impl Archive {
 
     /// Byte range of a stored tensor (by its name in this file) within the file.
     pub fn range(&self, name: &str) -> Result<(u64, u64)> {
-        self.ranges.get(name).copied().ok_or_else(|| Error::invalid(&self.path, format!("no tensor '{name}'")))
+        self.ranges
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::invalid(&self.path, format!("no tensor '{name}'")))
     }
 
     /// Reads a tensor of this file (a coded tensor's parts, or a stored tensor) by its name here.
@@ -167,7 +240,9 @@ impl Archive {
     /// Reads an absolute byte range of the file.
     pub fn read_range(&self, (s, e): (u64, u64)) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (e - s) as usize];
-        self.file.read_exact_at(&mut buf, s).map_err(|err| Error::io(&self.path, err))?;
+        self.file
+            .read_exact_at(&mut buf, s)
+            .map_err(|err| Error::io(&self.path, err))?;
         Ok(buf)
     }
 
@@ -177,7 +252,12 @@ impl Archive {
     }
 
     fn parts(&self, t: &TensorEntry) -> Result<PartRanges> {
-        t.parts.ok_or_else(|| Error::InvalidArgument(format!("tensor '{}' is stored verbatim, not coded", t.meta.name)))
+        t.parts.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "tensor '{}' is stored verbatim, not coded",
+                t.meta.name
+            ))
+        })
     }
 
     /// The coded parts of a tensor.
@@ -202,13 +282,23 @@ impl Archive {
             None => self.read(&t.meta.name)?,
             Some(layout) => {
                 let mut out = vec![0u8; layout.decoded_bytes() as usize];
-                codec::decode(layout, &self.encoded(t)?, &self.codebook(t)?, &mut out, &t.meta.name)?;
+                codec::decode(
+                    layout,
+                    &self.encoded(t)?,
+                    &self.codebook(t)?,
+                    &mut out,
+                    &t.meta.name,
+                )?;
                 out
             }
         };
         let actual = checksum(&bytes);
         if actual != t.xxh3 {
-            return Err(Error::ChecksumMismatch { tensor: t.meta.name.clone(), expected: t.xxh3, actual });
+            return Err(Error::ChecksumMismatch {
+                tensor: t.meta.name.clone(),
+                expected: t.xxh3,
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -220,7 +310,8 @@ impl Archive {
         let tmp = TempPath::beside(output, "vramzip");
         let file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
         let mut w = BufWriter::new(file);
-        w.write_all(&(head.len() as u64).to_le_bytes()).map_err(|e| Error::io(&tmp.0, e))?;
+        w.write_all(&(head.len() as u64).to_le_bytes())
+            .map_err(|e| Error::io(&tmp.0, e))?;
         w.write_all(&head).map_err(|e| Error::io(&tmp.0, e))?;
         let mut done = 0;
         for t in &self.tensors {
@@ -229,7 +320,9 @@ impl Archive {
             done += bytes.len() as u64;
             progress(done);
         }
-        let file = w.into_inner().map_err(|e| Error::io(&tmp.0, e.into_error()))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&tmp.0, e.into_error()))?;
         tmp.persist(file, output)
     }
 }

@@ -21,7 +21,9 @@ pub struct CompressOptions {
 
 impl Default for CompressOptions {
     fn default() -> Self {
-        CompressOptions { chunk_groups: codec::DEFAULT_CHUNK_GROUPS }
+        CompressOptions {
+            chunk_groups: codec::DEFAULT_CHUNK_GROUPS,
+        }
     }
 }
 
@@ -82,14 +84,25 @@ impl TensorStats {
 }
 
 /// Stats of one tensor coded with `hist` and `book` (used by compress and inspect alike).
-pub fn tensor_stats(name: &str, dtype: &str, layout: &Layout, hist: &[u64], book: &Codebook, enc: &Encoded) -> TensorStats {
+pub fn tensor_stats(
+    name: &str,
+    dtype: &str,
+    layout: &Layout,
+    hist: &[u64],
+    book: &Codebook,
+    enc: &Encoded,
+) -> TensorStats {
     let raw_total = layout.n * layout.raw_bits() as u64;
     let unlimited = if hist.iter().filter(|&&c| c > 0).count() < 2 {
         layout.n
     } else {
         let present: Vec<u64> = hist.iter().copied().filter(|&c| c > 0).collect();
         let depths = huffman::huffman_depths(&present);
-        present.iter().zip(&depths).map(|(&c, &d)| c * d as u64).sum()
+        present
+            .iter()
+            .zip(&depths)
+            .map(|(&c, &d)| c * d as u64)
+            .sum()
     };
     let table = book.to_bytes().len() as u64;
     TensorStats {
@@ -115,10 +128,13 @@ struct Out {
 
 impl Out {
     fn put(&mut self, name: String, dtype: &str, shape: Vec<u64>, bytes: &[u8]) -> Result<()> {
-        self.data.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
+        self.data
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.path, e))?;
         let start = self.pos;
         self.pos += bytes.len() as u64;
-        self.entries.push((name, dtype.to_string(), shape, start, self.pos));
+        self.entries
+            .push((name, dtype.to_string(), shape, start, self.pos));
         Ok(())
     }
     fn put_u8(&mut self, name: String, bytes: &[u8]) -> Result<()> {
@@ -162,21 +178,41 @@ pub fn compress_file(
     let file = File::open(input).map_err(|e| Error::io(input, e))?;
     let header = read_header(&file, input)?;
     if header.tensors.iter().any(|t| t.name == HEADER_TENSOR) {
-        return Err(Error::invalid(input, format!("a tensor is named '{HEADER_TENSOR}', vramzip's own name")));
+        return Err(Error::invalid(
+            input,
+            format!("a tensor is named '{HEADER_TENSOR}', vramzip's own name"),
+        ));
     }
-    if header.metadata.as_ref().is_some_and(|m| m.contains_key(MANIFEST_KEY)) {
-        return Err(Error::invalid(input, "already a vramzip file (its __metadata__ has 'vramzip')"));
+    if header
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.contains_key(MANIFEST_KEY))
+    {
+        return Err(Error::invalid(
+            input,
+            "already a vramzip file (its __metadata__ has 'vramzip')",
+        ));
     }
     let data_tmp = TempPath::beside(output, "data");
     let data_file = File::create(&data_tmp.0).map_err(|e| Error::io(&data_tmp.0, e))?;
-    let mut out = Out { entries: Vec::new(), data: BufWriter::new(data_file), pos: 0, path: data_tmp.0.clone() };
+    let mut out = Out {
+        entries: Vec::new(),
+        data: BufWriter::new(data_file),
+        pos: 0,
+        path: data_tmp.0.clone(),
+    };
     out.put_u8(HEADER_TENSOR.to_string(), &header.raw)?;
-    let mut manifest = Manifest { format: FORMAT_VERSION, lanes: codec::LANES, tensors: Vec::new() };
+    let mut manifest = Manifest {
+        format: FORMAT_VERSION,
+        lanes: codec::LANES,
+        tensors: Vec::new(),
+    };
     let mut stats = CompressStats::default();
     let mut done = 0u64;
     for t in &header.tensors {
         let mut bytes = vec![0u8; (t.end - t.start) as usize];
-        file.read_exact_at(&mut bytes, header.data_start + t.start).map_err(|e| Error::io(input, e))?;
+        file.read_exact_at(&mut bytes, header.data_start + t.start)
+            .map_err(|e| Error::io(input, e))?;
         let sum = checksum(&bytes);
         let coded = match codec::element_bits(&t.dtype) {
             Some(width) => match codec::choose(&bytes, width, opts.chunk_groups)? {
@@ -193,7 +229,14 @@ pub fn compress_file(
                 let table = choice.codebook.to_bytes();
                 let blob = [&enc.chunk_bits[..], &enc.stream, &enc.raw, &table].concat();
                 out.put_u8(t.name.clone(), &blob)?;
-                stats.tensors.push(tensor_stats(&t.name, &t.dtype, &choice.layout, &choice.hist, &choice.codebook, &enc));
+                stats.tensors.push(tensor_stats(
+                    &t.name,
+                    &t.dtype,
+                    &choice.layout,
+                    &choice.hist,
+                    &choice.codebook,
+                    &enc,
+                ));
                 Coding::Huffman {
                     sym_bits: choice.layout.sym_bits,
                     chunk_groups: opts.chunk_groups,
@@ -203,7 +246,9 @@ pub fn compress_file(
             }
             None => {
                 out.put(t.name.clone(), &t.dtype, t.shape.clone(), &bytes)?;
-                stats.tensors.push(TensorStats::stored(&t.name, &t.dtype, bytes.len() as u64));
+                stats
+                    .tensors
+                    .push(TensorStats::stored(&t.name, &t.dtype, bytes.len() as u64));
                 Coding::Stored
             }
         };
@@ -218,7 +263,10 @@ pub fn compress_file(
         done += bytes.len() as u64;
         progress(done);
     }
-    let data_file = out.data.into_inner().map_err(|e| Error::io(&data_tmp.0, e.into_error()))?;
+    let data_file = out
+        .data
+        .into_inner()
+        .map_err(|e| Error::io(&data_tmp.0, e.into_error()))?;
     drop(data_file);
 
     let mut meta = header.metadata.clone().unwrap_or_default();
@@ -227,22 +275,32 @@ pub fn compress_file(
         serde_json::to_string(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?,
     );
     let mut json = serde_json::Map::new();
-    json.insert("__metadata__".into(), serde_json::to_value(&meta).unwrap_or_default());
+    json.insert(
+        "__metadata__".into(),
+        serde_json::to_value(&meta).unwrap_or_default(),
+    );
     for (name, dtype, shape, start, end) in &out.entries {
-        json.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, end]}));
+        json.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, end]}),
+        );
     }
-    let mut head = serde_json::to_vec(&serde_json::Value::Object(json)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let mut head = serde_json::to_vec(&serde_json::Value::Object(json))
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     // safetensors pads the header with spaces so the data section starts 8-byte aligned
     head.resize(head.len().next_multiple_of(8), b' ');
 
     let tmp = TempPath::beside(output, "vramzip");
     let final_file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
     let mut w = BufWriter::new(final_file);
-    w.write_all(&(head.len() as u64).to_le_bytes()).map_err(|e| Error::io(&tmp.0, e))?;
+    w.write_all(&(head.len() as u64).to_le_bytes())
+        .map_err(|e| Error::io(&tmp.0, e))?;
     w.write_all(&head).map_err(|e| Error::io(&tmp.0, e))?;
     let mut data = File::open(&data_tmp.0).map_err(|e| Error::io(&data_tmp.0, e))?;
     std::io::copy(&mut data, &mut w).map_err(|e| Error::io(&tmp.0, e))?;
-    let final_file = w.into_inner().map_err(|e| Error::io(&tmp.0, e.into_error()))?;
+    let final_file = w
+        .into_inner()
+        .map_err(|e| Error::io(&tmp.0, e.into_error()))?;
     tmp.persist(final_file, output)?;
     stats.input_bytes = header.data_start + header.tensors.last().map_or(0, |t| t.end);
     stats.header_bytes = 8 + head.len() as u64 + header.raw.len() as u64;

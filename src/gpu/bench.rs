@@ -42,7 +42,12 @@ fn iterations_for(one: f64, budget_s: f64) -> u32 {
 }
 
 /// Runs the measurements; `original` is the concatenation of the original tensors, in file order.
-pub fn bench_file(ctx: &GpuContext, archive: &Archive, original: &[Vec<u8>], budget_s: f64) -> Result<GpuBench> {
+pub fn bench_file(
+    ctx: &GpuContext,
+    archive: &Archive,
+    original: &[Vec<u8>],
+    budget_s: f64,
+) -> Result<GpuBench> {
     let t0 = std::time::Instant::now();
     let entries: Vec<_> = archive.tensors.iter().collect();
     let groups: Vec<GpuGroup> = ctx.upload(archive, &entries)?;
@@ -56,18 +61,26 @@ pub fn bench_file(ctx: &GpuContext, archive: &Archive, original: &[Vec<u8>], bud
     }
     let out = ctx.output_buffer(total)?;
     let mut record = |e: &mut wgpu::CommandEncoder| {
-        groups.iter().zip(&offsets).try_for_each(|(g, &off)| ctx.record_decode(e, g, &out, off))
+        groups
+            .iter()
+            .zip(&offsets)
+            .try_for_each(|(g, &off)| ctx.record_decode(e, g, &out, off))
     };
     let once = ctx.time(1, &mut record)?;
     let decode = ctx.time(iterations_for(once.seconds, budget_s), &mut record)?;
 
     let got = ctx.read_back(&out, total)?;
-    let index: std::collections::HashMap<&str, usize> =
-        archive.tensors.iter().enumerate().map(|(i, t)| (t.meta.name.as_str(), i)).collect();
+    let index: std::collections::HashMap<&str, usize> = archive
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.meta.name.as_str(), i))
+        .collect();
     let bit_exact = groups.iter().zip(&offsets).all(|(g, &base)| {
         g.slices.iter().all(|s| {
             let at = (base + s.offset) as usize;
-            let orig = &original[index[s.name.as_str()]][s.tensor_offset as usize..(s.tensor_offset + s.bytes) as usize];
+            let orig = &original[index[s.name.as_str()]]
+                [s.tensor_offset as usize..(s.tensor_offset + s.bytes) as usize];
             &got[at..at + s.bytes as usize] == orig
         })
     });
@@ -83,7 +96,9 @@ pub fn bench_file(ctx: &GpuContext, archive: &Archive, original: &[Vec<u8>], bud
     let mut raw: Vec<u8> = original.concat();
     raw.resize(super::decode::padded(raw.len() as u64) as usize, 0);
     if raw.len() as u64 > total {
-        return Err(Error::Gpu("bench: original sizes exceed the decoded output".into()));
+        return Err(Error::Gpu(
+            "bench: original sizes exceed the decoded output".into(),
+        ));
     }
     let mut best = f64::MAX;
     for _ in 0..3 {

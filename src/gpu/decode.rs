@@ -52,6 +52,9 @@ struct Coded {
     blocks: u64,
 }
 
+/// Tensors stored verbatim: their bytes, and (source, destination, length) of each copy.
+type Stored = (wgpu::Buffer, Vec<(u64, u64, u64)>);
+
 /// Tensors resident in VRAM in compressed form (stored ones verbatim), decoded by one dispatch.
 #[derive(Debug)]
 pub struct GpuGroup {
@@ -62,7 +65,7 @@ pub struct GpuGroup {
     /// Bytes this group holds in VRAM.
     pub resident_bytes: u64,
     coded: Option<Coded>,
-    stored: Option<(wgpu::Buffer, Vec<(u64, u64, u64)>)>,
+    stored: Option<Stored>,
 }
 
 impl GpuGroup {
@@ -112,22 +115,28 @@ impl Builder {
             && self.out + out <= limit
             && self.stored.len() as u64 + stored <= limit
             && self.table.len() as u64 + 8192 <= limit
-            && self.chunk_bits.len() as u64 + 2 * (self.block_info.len() as u64 + 1) * LANES as u64 <= limit
+            && self.chunk_bits.len() as u64 + 2 * (self.block_info.len() as u64 + 1) * LANES as u64
+                <= limit
     }
 }
 
 impl GpuContext {
     fn buffer(&self, label: &str, mut bytes: Vec<u8>) -> wgpu::Buffer {
         bytes.resize(padded(bytes.len().max(4) as u64) as usize, 0);
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     fn binding_limit(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Uploads `tensors` of `archive` for decoding: their compressed parts are read from the file
@@ -145,21 +154,33 @@ impl GpuContext {
                 if !b.fits(limit, 0, 0, bytes, bytes) {
                     groups.push(self.finish(std::mem::take(&mut b))?);
                     if !b.fits(limit, 0, 0, bytes, bytes) {
-                        return Err(Error::TooLarge { what: format!("stored tensor '{name}' on the GPU"), size: bytes, limit });
+                        return Err(Error::TooLarge {
+                            what: format!("stored tensor '{name}' on the GPU"),
+                            size: bytes,
+                            limit,
+                        });
                     }
                 }
                 let mut data = archive.read(name)?;
                 data.resize(bytes as usize, 0);
                 b.copies.push((b.stored.len() as u64, b.out, bytes));
                 b.stored.extend(data);
-                b.slices.push(Slice { name: name.clone(), offset: b.out, bytes: t.meta.bytes, tensor_offset: 0 });
+                b.slices.push(Slice {
+                    name: name.clone(),
+                    offset: b.out,
+                    bytes: t.meta.bytes,
+                    tensor_offset: 0,
+                });
                 b.out += bytes;
                 continue;
             };
             let index = archive.read_range(parts.chunks)?;
             let starts = codec::block_starts(&index);
             if starts.last().copied() != Some((parts.stream.1 - parts.stream.0) / 4) {
-                return Err(Error::corrupt(name, "chunk index does not match the stream"));
+                return Err(Error::corrupt(
+                    name,
+                    "chunk index does not match the stream",
+                ));
             }
             let lut = huffman::decode_table(&archive.codebook(t)?.lens);
             let block_groups = layout.block_groups();
@@ -182,7 +203,11 @@ impl GpuContext {
                 if !fits(&b, b0 + 1) {
                     if b.is_empty() {
                         let (s, _, _) = size(b0 + 1);
-                        return Err(Error::TooLarge { what: format!("one block of '{name}' on the GPU (binding limit)"), size: s, limit });
+                        return Err(Error::TooLarge {
+                            what: format!("one block of '{name}' on the GPU (binding limit)"),
+                            size: s,
+                            limit,
+                        });
                     }
                     groups.push(self.finish(std::mem::take(&mut b))?);
                     continue;
@@ -190,7 +215,11 @@ impl GpuContext {
                 let (mut lo, mut hi) = (b0 + 1, blocks);
                 while lo < hi {
                     let mid = (lo + hi).div_ceil(2);
-                    if fits(&b, mid) { lo = mid } else { hi = mid - 1 }
+                    if fits(&b, mid) {
+                        lo = mid
+                    } else {
+                        hi = mid - 1
+                    }
                 }
                 let b1 = lo;
                 let table_base = match b.tables.get(name) {
@@ -209,11 +238,19 @@ impl GpuContext {
                     b.block_info.push([b.pieces.len() as u32, start as u32]);
                 }
                 let (s, r, o) = size(b1);
-                let at = |range: (u64, u64), skip: u64, len: u64| (range.0 + skip, range.0 + skip + len);
-                b.chunk_bits.extend(&index[(b0 * 2 * LANES as u64) as usize..(b1 * 2 * LANES as u64) as usize]);
-                b.stream.extend(archive.read_range(at(parts.stream, 4 * starts[b0 as usize], s))?);
+                let at =
+                    |range: (u64, u64), skip: u64, len: u64| (range.0 + skip, range.0 + skip + len);
+                b.chunk_bits.extend(
+                    &index[(b0 * 2 * LANES as u64) as usize..(b1 * 2 * LANES as u64) as usize],
+                );
+                b.stream.extend(archive.read_range(at(
+                    parts.stream,
+                    4 * starts[b0 as usize],
+                    s,
+                ))?);
                 let raw_base = (b.raw.len() / 4) as u32;
-                b.raw.extend(archive.read_range(at(parts.raw, b0 * block_raw, r))?);
+                b.raw
+                    .extend(archive.read_range(at(parts.raw, b0 * block_raw, r))?);
                 b.raw.resize(padded(b.raw.len() as u64) as usize, 0);
                 let first_elem = b0 * block_groups * layout.elems_per_group();
                 let n = (b1 * block_groups * layout.elems_per_group()).min(layout.n) - first_elem;
@@ -231,7 +268,12 @@ impl GpuContext {
                     pad: [0; 2],
                 });
                 let bytes = n * layout.width as u64 / 8;
-                b.slices.push(Slice { name: name.clone(), offset: b.out, bytes, tensor_offset: first_elem * layout.width as u64 / 8 });
+                b.slices.push(Slice {
+                    name: name.clone(),
+                    offset: b.out,
+                    bytes,
+                    tensor_offset: first_elem * layout.width as u64 / 8,
+                });
                 b.out += padded(bytes);
                 b0 = b1;
             }
@@ -259,21 +301,43 @@ impl GpuContext {
         }
         let mut resident = stored.as_ref().map_or(0, |s| s.0.size());
         if let Some(c) = &coded {
-            resident += [&c.pieces, &c.block_info, &c.chunk_bits, &c.stream, &c.raw, &c.table].iter().map(|b| b.size()).sum::<u64>();
+            resident += [
+                &c.pieces,
+                &c.block_info,
+                &c.chunk_bits,
+                &c.stream,
+                &c.raw,
+                &c.table,
+            ]
+            .iter()
+            .map(|b| b.size())
+            .sum::<u64>();
         }
-        Ok(GpuGroup { slices: b.slices, output_bytes: b.out, resident_bytes: resident, coded, stored })
+        Ok(GpuGroup {
+            slices: b.slices,
+            output_bytes: b.out,
+            resident_bytes: resident,
+            coded,
+            stored,
+        })
     }
 
     /// A buffer that can receive decoded tensors and be copied from.
     pub fn output_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
         let size = padded(bytes.max(4));
         if size > self.limits.max_buffer_size {
-            return Err(Error::TooLarge { what: "decode output buffer".into(), size, limit: self.limits.max_buffer_size });
+            return Err(Error::TooLarge {
+                what: "decode output buffer".into(),
+                size,
+                limit: self.limits.max_buffer_size,
+            });
         }
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("vramzip output"),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -281,11 +345,19 @@ impl GpuContext {
     /// Records the decode of `group` into `encoder`, its output written at byte `offset` of `out`
     /// (a multiple of 4) as `group.slices` describes. One dispatch for all coded tensors, one copy
     /// per stored tensor. Nothing is submitted: the caller puts its matmul right after.
-    pub fn record_decode(&self, encoder: &mut wgpu::CommandEncoder, group: &GpuGroup, out: &wgpu::Buffer, offset: u64) -> Result<()> {
-        if offset % 4 != 0 || offset + group.output_bytes > out.size() {
+    pub fn record_decode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        group: &GpuGroup,
+        out: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<()> {
+        if !offset.is_multiple_of(4) || offset + group.output_bytes > out.size() {
             return Err(Error::InvalidArgument(format!(
                 "decode at offset {offset}: needs a multiple of 4 and {} bytes within the {}-byte output",
-                group.output_bytes, out.size())));
+                group.output_bytes,
+                out.size()
+            )));
         }
         if let Some(c) = &group.coded {
             // Bind only the group's output range; binding offsets must be aligned, the rest of the
@@ -294,16 +366,29 @@ impl GpuContext {
             let bind_at = offset / align * align;
             let bind_size = padded(offset - bind_at + group.output_bytes).max(4);
             let params: [u32; 4] = [c.blocks as u32, ((offset - bind_at) / 4) as u32, 0, 0];
-            let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("decode params"),
-                contents: bytemuck::cast_slice(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let whole = [&params, &c.pieces, &c.block_info, &c.chunk_bits, &c.stream, &c.raw, &c.table];
+            let params = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("decode params"),
+                    contents: bytemuck::cast_slice(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let whole = [
+                &params,
+                &c.pieces,
+                &c.block_info,
+                &c.chunk_bits,
+                &c.stream,
+                &c.raw,
+                &c.table,
+            ];
             let mut entries: Vec<_> = whole
                 .iter()
                 .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
                 .collect();
             entries.push(wgpu::BindGroupEntry {
                 binding: 7,
@@ -318,7 +403,10 @@ impl GpuContext {
                 layout: &self.kernels.decode_layout,
                 entries: &entries,
             });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("vramzip decode"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("vramzip decode"),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&self.kernels.decode);
             pass.set_bind_group(0, &bind, &[]);
             let max = self.limits.max_compute_workgroups_per_dimension as u64;
@@ -352,7 +440,9 @@ impl GpuContext {
         rx.recv()
             .map_err(|_| Error::Gpu("read back: no answer from the device".into()))?
             .map_err(|e| Error::Gpu(format!("read back: {e}")))?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("read back: {e:?}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("read back: {e:?}")))?;
         Ok(view[..bytes as usize].to_vec())
     }
 
@@ -377,7 +467,8 @@ impl GpuContext {
             let out = self.decode_to_vec(&group)?;
             for s in &group.slices {
                 let (from, to) = (s.offset as usize, s.tensor_offset as usize);
-                bytes[to..to + s.bytes as usize].copy_from_slice(&out[from..from + s.bytes as usize]);
+                bytes[to..to + s.bytes as usize]
+                    .copy_from_slice(&out[from..from + s.bytes as usize]);
             }
         }
         Ok(bytes)
@@ -385,14 +476,22 @@ impl GpuContext {
 
     /// Times `iters` repetitions of `record` (recorded into one encoder, submitted once): GPU
     /// timestamps around the whole when the device has them, else wall time around a wait.
-    pub fn time(&self, iters: u32, record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<Timing> {
+    pub fn time(
+        &self,
+        iters: u32,
+        record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<Timing> {
         // warm up: pipelines, first touch of buffers
         let mut encoder = self.device.create_command_encoder(&Default::default());
         record(&mut encoder)?;
         self.queue.submit([encoder.finish()]);
         self.wait()?;
         let query = self.timestamps.then(|| {
-            self.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("timing"), ty: wgpu::QueryType::Timestamp, count: 2 })
+            self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("timing"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            })
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
         if let Some(q) = &query {
@@ -421,9 +520,15 @@ impl GpuContext {
             let ticks: &[u64] = bytemuck::cast_slice(&bytes);
             if ticks[1] > ticks[0] {
                 let ns = (ticks[1] - ticks[0]) as f64 * self.queue.get_timestamp_period() as f64;
-                return Ok(Timing { seconds: ns * 1e-9 / iters as f64, timestamps: true });
+                return Ok(Timing {
+                    seconds: ns * 1e-9 / iters as f64,
+                    timestamps: true,
+                });
             }
         }
-        Ok(Timing { seconds: wall / iters as f64, timestamps: false })
+        Ok(Timing {
+            seconds: wall / iters as f64,
+            timestamps: false,
+        })
     }
 }

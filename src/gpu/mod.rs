@@ -22,17 +22,25 @@ pub struct GpuOptions {
 /// Parses a backend name.
 pub fn parse_backends(name: Option<&str>) -> Result<wgpu::Backends> {
     let env = std::env::var("VRAMZIP_BACKEND").ok();
-    Ok(match name.or(env.as_deref()).map(|s| s.to_ascii_lowercase()).as_deref() {
-        None | Some("") => wgpu::Backends::PRIMARY,
-        Some("all") => wgpu::Backends::all(),
-        Some("vulkan") => wgpu::Backends::VULKAN,
-        Some("metal") => wgpu::Backends::METAL,
-        Some("dx12") => wgpu::Backends::DX12,
-        Some("gl") => wgpu::Backends::GL,
-        Some(other) => {
-            return Err(Error::InvalidArgument(format!("backend '{other}': use vulkan, metal, dx12, gl or all")));
-        }
-    })
+    Ok(
+        match name
+            .or(env.as_deref())
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") => wgpu::Backends::PRIMARY,
+            Some("all") => wgpu::Backends::all(),
+            Some("vulkan") => wgpu::Backends::VULKAN,
+            Some("metal") => wgpu::Backends::METAL,
+            Some("dx12") => wgpu::Backends::DX12,
+            Some("gl") => wgpu::Backends::GL,
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!(
+                    "backend '{other}': use vulkan, metal, dx12, gl or all"
+                )));
+            }
+        },
+    )
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -103,15 +111,21 @@ impl GpuContext {
         let offered = adapter.limits();
         let mut limits = offered.clone();
         if let Some(max) = opts.max_binding_bytes {
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(max);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(max);
         }
-        if offered.max_compute_workgroup_storage_size < 9 * 1024 || offered.max_storage_buffers_per_shader_stage < 7 {
+        if offered.max_compute_workgroup_storage_size < 9 * 1024
+            || offered.max_storage_buffers_per_shader_stage < 7
+        {
             return Err(Error::Gpu(format!(
                 "adapter {} offers {} bytes of workgroup memory and {} storage buffers per stage; vramzip needs 9216 and 7",
-                info.name, offered.max_compute_workgroup_storage_size, offered.max_storage_buffers_per_shader_stage
+                info.name,
+                offered.max_compute_workgroup_storage_size,
+                offered.max_storage_buffers_per_shader_stage
             )));
         }
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("vramzip"),
@@ -125,18 +139,31 @@ impl GpuContext {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building the kernels: {e}")));
         }
-        Ok(GpuContext { info, device, queue, limits, timestamps: features == wanted, kernels })
+        Ok(GpuContext {
+            info,
+            device,
+            queue,
+            limits,
+            timestamps: features == wanted,
+            kernels,
+        })
     }
 
     /// Adapter name, backend and driver in one line.
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, driver {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+        format!(
+            "{} ({:?}, driver {} {})",
+            self.info.name, self.info.backend, self.info.driver, self.info.driver_info
+        )
     }
 
     /// Waits until the GPU has finished everything submitted.
     pub fn wait(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
     }
@@ -187,6 +214,9 @@ impl Kernels {
             compilation_options: Default::default(),
             cache: None,
         });
-        Kernels { decode_layout, decode }
+        Kernels {
+            decode_layout,
+            decode,
+        }
     }
 }

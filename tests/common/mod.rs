@@ -17,10 +17,17 @@ pub fn tmpdir(name: &str) -> PathBuf {
 }
 
 /// Writes a safetensors file from (name, dtype, shape, bytes), in the given order.
-pub fn write_safetensors(path: &Path, tensors: &[(&str, &str, Vec<u64>, Vec<u8>)], metadata: Option<&[(&str, &str)]>) {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, &str, Vec<u64>, Vec<u8>)],
+    metadata: Option<&[(&str, &str)]>,
+) {
     let mut header = serde_json::Map::new();
     if let Some(m) = metadata {
-        let m: serde_json::Map<String, serde_json::Value> = m.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+        let m: serde_json::Map<String, serde_json::Value> = m
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
         header.insert("__metadata__".into(), m.into());
     }
     let mut offset = 0u64;
@@ -43,7 +50,9 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 56) as u8
         })
         .collect()
@@ -54,12 +63,21 @@ pub fn weightlike(n: usize, seed: u64) -> Vec<u8> {
     let bytes = std::fs::read(sample()).unwrap();
     let file = std::fs::File::open(sample()).unwrap();
     let h = vramzip::format::read_header(&file, &sample()).unwrap();
-    let t = h.tensors.iter().find(|t| t.dtype == "BF16" && t.shape.len() == 2).unwrap();
+    let t = h
+        .tensors
+        .iter()
+        .find(|t| t.dtype == "BF16" && t.shape.len() == 2)
+        .unwrap();
     let pool = &bytes[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize];
     let picks = noise(4 * n, seed);
     (0..n)
         .flat_map(|i| {
-            let r = u32::from_le_bytes([picks[4 * i], picks[4 * i + 1], picks[4 * i + 2], picks[4 * i + 3]]) as usize;
+            let r = u32::from_le_bytes([
+                picks[4 * i],
+                picks[4 * i + 1],
+                picks[4 * i + 2],
+                picks[4 * i + 3],
+            ]) as usize;
             let j = r % (pool.len() / 2);
             [pool[2 * j], pool[2 * j + 1]]
         })
@@ -75,15 +93,35 @@ pub fn mixed_file(path: &Path) -> Vec<(&'static str, Vec<u8>)> {
     let tensors: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = vec![
         ("bf16.big", "BF16", vec![300, 1001], weightlike(300_300, 1)),
         ("bf16.odd", "BF16", vec![7, 9], weightlike(63, 2)),
-        ("f16", "F16", vec![50_000], noise(100_000, 3).iter().map(|b| b & 0x3f).collect()),
+        (
+            "f16",
+            "F16",
+            vec![50_000],
+            noise(100_000, 3).iter().map(|b| b & 0x3f).collect(),
+        ),
         ("f32", "F32", vec![30_000], f32s),
-        ("u8", "U8", vec![40_001], noise(40_001, 4).iter().map(|b| b % 7).collect()),
+        (
+            "u8",
+            "U8",
+            vec![40_001],
+            noise(40_001, 4).iter().map(|b| b % 7).collect(),
+        ),
         ("i8", "I8", vec![3], vec![1, 2, 3]),
-        ("f8", "F8_E4M3", vec![10_000], noise(10_000, 6).iter().map(|b| b & 0x87).collect()),
+        (
+            "f8",
+            "F8_E4M3",
+            vec![10_000],
+            noise(10_000, 6).iter().map(|b| b & 0x87).collect(),
+        ),
         ("empty", "BF16", vec![0, 4], vec![]),
         ("one", "F32", vec![1], 1.5f32.to_le_bytes().to_vec()),
         ("same", "BF16", vec![20_000], [0x80u8, 0x3f].repeat(20_000)),
-        ("ids", "I64", vec![5], (0..5i64).flat_map(|i| i.to_le_bytes()).collect()),
+        (
+            "ids",
+            "I64",
+            vec![5],
+            (0..5i64).flat_map(|i| i.to_le_bytes()).collect(),
+        ),
     ];
     write_safetensors(path, &tensors, Some(&[("format", "pt"), ("note", "mixed")]));
     tensors.into_iter().map(|(n, _, _, b)| (n, b)).collect()

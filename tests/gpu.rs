@@ -1,0 +1,252 @@
+//! GPU decode against the CPU decoder and the original bytes. These run on whatever adapter wgpu
+//! finds (Mesa's lavapipe in CI); with no adapter they fail, loudly, rather than skip.
+
+mod common;
+
+use common::*;
+use std::sync::OnceLock;
+use vramzip::format::{self, Archive, CompressOptions};
+use vramzip::gpu::{GpuContext, GpuOptions};
+
+fn ctx() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| {
+        GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| {
+            panic!("GPU tests need a GPU adapter and found none: {e}. Install one (apt-get install mesa-vulkan-drivers) rather than skipping these tests.")
+        })
+    })
+}
+
+fn compressed(
+    name: &str,
+    src: &std::path::Path,
+    chunk_groups: usize,
+) -> (std::path::PathBuf, Archive) {
+    let dir = tmpdir(name);
+    let vz = dir.join("x.vz");
+    format::compress_file(src, &vz, &CompressOptions { chunk_groups }, &|_| {}).unwrap();
+    let a = Archive::open(&vz).unwrap();
+    (vz, a)
+}
+
+/// Decodes every tensor of `archive` on `gpu` as one upload, checks each against the CPU decoder.
+fn check_all(gpu: &GpuContext, archive: &Archive) -> usize {
+    let entries: Vec<_> = archive.tensors.iter().collect();
+    let groups = gpu.upload(archive, &entries).unwrap();
+    let mut decoded: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    for g in &groups {
+        let out = gpu.decode_to_vec(g).unwrap();
+        for s in &g.slices {
+            let t = archive
+                .tensors
+                .iter()
+                .find(|t| t.meta.name == s.name)
+                .unwrap();
+            let buf = decoded
+                .entry(s.name.clone())
+                .or_insert_with(|| vec![0u8; t.meta.bytes as usize]);
+            buf[s.tensor_offset as usize..(s.tensor_offset + s.bytes) as usize]
+                .copy_from_slice(&out[s.offset as usize..(s.offset + s.bytes) as usize]);
+        }
+    }
+    for t in &archive.tensors {
+        let cpu = archive.decode(t).unwrap(); // checks the stored checksum of the original bytes
+        assert_eq!(
+            decoded[&t.meta.name], cpu,
+            "GPU and CPU differ on '{}'",
+            t.meta.name
+        );
+    }
+    groups.len()
+}
+
+#[test]
+fn real_weights_sample_decodes_bit_exact() {
+    let (_, archive) = compressed("gpu-sample", &sample(), 1024);
+    assert_eq!(check_all(ctx(), &archive), 1, "the sample fits one group");
+}
+
+#[test]
+fn every_dtype_edge_case_and_chunk_size() {
+    let dir = tmpdir("gpu-mixed-src");
+    let src = dir.join("m.safetensors");
+    let originals = mixed_file(&src);
+    for cg in [1, 7, 64, 1024] {
+        let (_, archive) = compressed(&format!("gpu-mixed-{cg}"), &src, cg);
+        check_all(ctx(), &archive);
+        for (name, bytes) in &originals {
+            let t = archive
+                .tensors
+                .iter()
+                .find(|t| t.meta.name == *name)
+                .unwrap();
+            assert_eq!(
+                &ctx().decode_tensor(&archive, t).unwrap(),
+                bytes,
+                "{name}, chunk_groups {cg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn small_binding_limit_splits_tensors_over_groups() {
+    // 64 KiB bindings: the sample's 1536x384 matrices (1.2 MB decoded) need many pieces
+    let small = GpuContext::new(&GpuOptions {
+        max_binding_bytes: Some(64 << 10),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(small.limits.max_storage_buffer_binding_size, 64 << 10);
+    let (_, archive) = compressed("gpu-split", &sample(), 16);
+    let groups = check_all(&small, &archive);
+    assert!(groups > 20, "expected many groups, got {groups}");
+    // a block that cannot fit the binding limit is an error, not a crash
+    let (_, big_chunks) = compressed("gpu-split-big", &sample(), 1024);
+    let t = big_chunks
+        .tensors
+        .iter()
+        .find(|t| t.meta.name.ends_with("intermediate.dense.weight"))
+        .unwrap();
+    let err = small.upload(&big_chunks, &[t]).unwrap_err().to_string();
+    assert!(err.contains("binding limit"), "{err}");
+}
+
+#[test]
+fn decode_records_into_the_callers_encoder_at_an_offset() {
+    let gpu = ctx();
+    let (_, archive) = compressed("gpu-offset", &sample(), 1024);
+    let t = archive
+        .tensors
+        .iter()
+        .find(|t| t.meta.name == "encoder.layer.0.attention.self.key.weight")
+        .unwrap();
+    let group = gpu.upload(&archive, &[t]).unwrap().pop().unwrap();
+    let offset = 260u64; // not a multiple of the binding alignment
+    let total = offset + group.output_bytes + 64;
+    let out = gpu.output_buffer(total).unwrap();
+    gpu.queue
+        .write_buffer(&out, 0, &vec![0xabu8; total as usize]);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    gpu.record_decode(&mut encoder, &group, &out, offset)
+        .unwrap();
+    gpu.queue.submit([encoder.finish()]);
+    let got = gpu.read_back(&out, total).unwrap();
+    let end = (offset + t.meta.bytes) as usize;
+    assert!(
+        got[..offset as usize].iter().all(|&b| b == 0xab),
+        "bytes before the offset were overwritten"
+    );
+    assert_eq!(
+        &got[offset as usize..end],
+        archive.decode(t).unwrap().as_slice()
+    );
+    assert!(
+        got[end..].iter().all(|&b| b == 0xab),
+        "bytes after the tensor were overwritten"
+    );
+    // misaligned or too-small outputs are refused
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    assert!(gpu.record_decode(&mut encoder, &group, &out, 2).is_err());
+    assert!(
+        gpu.record_decode(&mut encoder, &group, &out, total)
+            .is_err()
+    );
+}
+
+#[test]
+fn corrupt_streams_do_not_hang_and_are_reported() {
+    let gpu = ctx();
+    let (vz, archive) = compressed("gpu-corrupt", &sample(), 64);
+    let name = "encoder.layer.0.intermediate.dense.weight";
+    let (start, end) = archive.range(name).unwrap();
+    drop(archive);
+    let good = std::fs::read(&vz).unwrap();
+    let mut s = 17u64;
+    for round in 0..24 {
+        let mut bad = good.clone();
+        for _ in 0..(1 + round % 5) {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let at = start as usize + (s >> 33) as usize % (end - start) as usize;
+            bad[at] ^= 1 << ((s >> 8) % 8);
+        }
+        if round % 6 == 5 {
+            // a chunk index claiming the longest possible chunks
+            for b in &mut bad[start as usize..start as usize + 64] {
+                *b = 0xff;
+            }
+        }
+        std::fs::write(&vz, &bad).unwrap();
+        let archive = Archive::open(&vz).unwrap();
+        let t = archive
+            .tensors
+            .iter()
+            .find(|t| t.meta.name == name)
+            .unwrap();
+        match gpu.decode_tensor(&archive, t) {
+            Ok(bytes) => assert_ne!(
+                format::checksum(&bytes),
+                t.xxh3,
+                "round {round}: corruption went unseen"
+            ),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+    std::fs::write(&vz, &good).unwrap();
+    let archive = Archive::open(&vz).unwrap();
+    let t = archive
+        .tensors
+        .iter()
+        .find(|t| t.meta.name == name)
+        .unwrap();
+    assert_eq!(
+        format::checksum(&gpu.decode_tensor(&archive, t).unwrap()),
+        t.xxh3,
+        "the device still decodes correctly after corrupt input"
+    );
+}
+
+#[test]
+fn verify_command_names_the_tensors_that_differ() {
+    let (vz, archive) = compressed("gpu-verify", &sample(), 1024);
+    let (start, _) = archive
+        .range("encoder.layer.0.output.dense.weight")
+        .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["verify", vz.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mut bytes = std::fs::read(&vz).unwrap();
+    let parts = archive
+        .tensors
+        .iter()
+        .find(|t| t.meta.name == "encoder.layer.0.output.dense.weight")
+        .unwrap()
+        .parts
+        .unwrap();
+    let at = (parts.stream.0 + 1000) as usize;
+    assert!(at > start as usize);
+    bytes[at] ^= 0x10;
+    std::fs::write(&vz, &bytes).unwrap();
+    for args in [vec!["verify"], vec!["verify", "--cpu"]] {
+        let mut args = args.clone();
+        args.push(vz.to_str().unwrap());
+        let bad = run(&args);
+        assert_eq!(bad.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            err.contains("encoder.layer.0.output.dense.weight") && err.contains("1 of 19"),
+            "{args:?}: {err}"
+        );
+    }
+}
