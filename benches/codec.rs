@@ -4,30 +4,44 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vramzip::codec;
 
 fn sample_bf16() -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
     let file = std::fs::File::open(&path).unwrap();
     let h = vramzip::format::read_header(&file, &path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     h.tensors
         .iter()
         .filter(|t| t.dtype == "BF16")
-        .flat_map(|t| bytes[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize].to_vec())
+        .flat_map(|t| {
+            bytes[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize].to_vec()
+        })
         .collect()
 }
 
 fn bench(c: &mut Criterion) {
     let data = sample_bf16();
-    let (layout, book, enc) = codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS).unwrap().unwrap();
+    let (layout, book, enc) = codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS)
+        .unwrap()
+        .unwrap();
     let mut group = c.benchmark_group("cpu");
-    group.throughput(Throughput::Bytes(data.len() as u64)).sample_size(20);
+    group
+        .throughput(Throughput::Bytes(data.len() as u64))
+        .sample_size(20);
     for threads in [1, rayon::current_num_threads()] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         group.bench_function(format!("encode/{threads}-threads"), |b| {
-            b.iter(|| pool.install(|| codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS).unwrap()))
+            b.iter(|| {
+                pool.install(|| codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS).unwrap())
+            })
         });
         let mut out = vec![0u8; data.len()];
         group.bench_function(format!("decode/{threads}-threads"), |b| {
-            b.iter(|| pool.install(|| codec::decode(&layout, &enc, &book, &mut out, "bench").unwrap()))
+            b.iter(|| {
+                pool.install(|| codec::decode(&layout, &enc, &book, &mut out, "bench").unwrap())
+            })
         });
     }
     group.finish();

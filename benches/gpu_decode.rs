@@ -8,16 +8,31 @@ use vramzip::format::{self, Archive, CompressOptions};
 use vramzip::gpu::{GpuContext, GpuOptions};
 
 fn bench(c: &mut Criterion) {
-    let input = std::env::var("VRAMZIP_BENCH_FILE").map(Into::into).unwrap_or_else(|_| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors")
-    });
-    let gpu = GpuContext::new(&GpuOptions::default()).expect("a GPU adapter (lavapipe on machines without a GPU)");
+    let input = std::env::var("VRAMZIP_BENCH_FILE")
+        .map(Into::into)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("assets/minilm-layer0.safetensors")
+        });
+    let gpu = GpuContext::new(&GpuOptions::default())
+        .expect("a GPU adapter (lavapipe on machines without a GPU)");
     eprintln!("adapter: {}", gpu.describe());
     let mut group = c.benchmark_group("gpu");
-    group.sample_size(10).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
     for chunk_groups in [1024, 256, 64] {
-        let out_path = std::env::temp_dir().join(format!("vramzip-bench-{}-{chunk_groups}.vz", std::process::id()));
-        format::compress_file(&input, &out_path, &CompressOptions { chunk_groups }, &|_| {}).unwrap();
+        let out_path = std::env::temp_dir().join(format!(
+            "vramzip-bench-{}-{chunk_groups}.vz",
+            std::process::id()
+        ));
+        format::compress_file(
+            &input,
+            &out_path,
+            &CompressOptions { chunk_groups },
+            &|_| {},
+        )
+        .unwrap();
         let archive = Archive::open(&out_path).unwrap();
         let entries: Vec<_> = archive.tensors.iter().collect();
         let groups = gpu.upload(&archive, &entries).unwrap();

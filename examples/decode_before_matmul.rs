@@ -10,7 +10,8 @@ fn main() -> vramzip::Result<()> {
     let input = std::env::args().nth(1).map(Into::into).unwrap_or_else(|| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors")
     });
-    let compressed = std::env::temp_dir().join(format!("example-{}.vz.safetensors", std::process::id()));
+    let compressed =
+        std::env::temp_dir().join(format!("example-{}.vz.safetensors", std::process::id()));
     format::compress_file(&input, &compressed, &CompressOptions::default(), &|_| {})?;
     let archive = Archive::open(&compressed)?;
 
@@ -34,7 +35,10 @@ fn main() -> vramzip::Result<()> {
         let got = gpu.read_back(&scratch, t.meta.bytes)?;
         assert_eq!(got, archive.decode(t)?, "{}", t.meta.name);
     }
-    println!("{} tensors decoded on the GPU, each equal to the original bytes", layers.len());
+    println!(
+        "{} tensors decoded on the GPU, each equal to the original bytes",
+        layers.len()
+    );
     std::fs::remove_file(&compressed).ok();
     Ok(())
 }

@@ -29,7 +29,7 @@ struct Piece {
 }
 
 const LANES: u32 = 64u;
-const TABLE_WORDS: u32 = 2048u; // 4096 u16 entries: symbol << 4 | length
+const TABLE_WORDS: u32 = 2048u; // 4096 u16 entries: top bits << 4 | length (symbol unrotated)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> pieces: array<Piece>;
@@ -92,7 +92,6 @@ fn decode(
     var ahead = stream_word(word + 2u);
 
     let width = clamp(pc.width, 8u, 32u);
-    let sym_bits = clamp(pc.sym_bits, 1u, 12u);
     let raw_bits = min(pc.raw_bits, 24u);
     let per_word = 32u / width;
     let group_raw_bits = per_word * raw_bits; // <= 32: the raw bits of one output word
@@ -123,8 +122,7 @@ fn decode(
                 nxt = ahead;
                 ahead = stream_word(word + 2u);
             }
-            let sym = entry >> 4u;
-            let top = (sym >> 1u) | ((sym & 1u) << (sym_bits - 1u));
+            let top = entry >> 4u;
             let low = (raw_now >> (q * raw_bits)) & raw_mask;
             value |= (((top << raw_bits) | low) & elem_mask) << (q * width);
         }

@@ -385,6 +385,7 @@ fn gpu_json(g: &gpu::bench::GpuBench) -> serde_json::Value {
     serde_json::json!({"adapter": g.adapter, "decoded_bytes": g.decoded_bytes, "resident_bytes": g.resident_bytes,
         "decode_s": g.decode.seconds, "decode_timestamps": g.decode.timestamps, "decode_gb_s": g.decode_gbps(),
         "copy_s": g.copy.seconds, "copy_gb_s": g.copy_gbps(), "decode_over_copy": g.decode_gbps() / g.copy_gbps(),
+        "shader_copy_gb_s": g.shader_copy_gbps(), "decode_over_shader_copy": g.decode_gbps() / g.shader_copy_gbps(),
         "upload_raw_s": g.upload_raw_s, "upload_compressed_s": g.upload_compressed_s, "bit_exact": g.bit_exact})
 }
 
@@ -549,6 +550,11 @@ fn bench_in(
                 "gpu buffer copy   {:.2} GB/s copied; decode/copy = {:.3}",
                 g.copy_gbps(),
                 g.decode_gbps() / g.copy_gbps()
+            );
+            println!(
+                "gpu shader copy   {:.2} GB/s copied; decode/shader copy = {:.3}",
+                g.shader_copy_gbps(),
+                g.decode_gbps() / g.shader_copy_gbps()
             );
             println!(
                 "load to VRAM      raw upload {:.3} ms; compressed upload {:.3} ms + decode {:.3} ms = {:.3}x the raw time",

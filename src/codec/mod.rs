@@ -227,8 +227,9 @@ fn rotate_in(top: u32, s: u32) -> u32 {
     ((top << 1) | (top >> (s - 1))) & ((1 << s) - 1)
 }
 
+/// The element's top bits of a symbol (the inverse of the rotation the layout applies).
 #[inline]
-fn rotate_out(sym: u32, s: u32) -> u32 {
+pub fn rotate_out(sym: u32, s: u32) -> u32 {
     (sym >> 1) | ((sym & 1) << (s - 1))
 }
 

@@ -16,8 +16,12 @@ pub struct GpuBench {
     pub resident_bytes: u64,
     /// Decode of every tensor, recorded in one encoder.
     pub decode: Timing,
-    /// Buffer-to-buffer copy of `decoded_bytes`.
+    /// Buffer-to-buffer copy (copy engine) of `decoded_bytes`.
     pub copy: Timing,
+    /// Compute-shader copy of `shader_copy_bytes`.
+    pub shader_copy: Timing,
+    /// Bytes the shader copy moves (the decoded size rounded down to 16).
+    pub shader_copy_bytes: u64,
     /// `write_buffer` of the original bytes and a wait, wall time.
     pub upload_raw_s: f64,
     /// Upload of the compressed parts from memory, wall time (the GPU side of a compressed load).
@@ -34,6 +38,10 @@ impl GpuBench {
     /// Copied GB/s (bytes copied, not read + written).
     pub fn copy_gbps(&self) -> f64 {
         self.decoded_bytes as f64 / self.copy.seconds / 1e9
+    }
+    /// Copied GB/s of the compute-shader copy.
+    pub fn shader_copy_gbps(&self) -> f64 {
+        self.shader_copy_bytes as f64 / self.shader_copy.seconds / 1e9
     }
 }
 
@@ -92,6 +100,13 @@ pub fn bench_file(
     };
     let once = ctx.time(1, &mut copy_rec)?;
     let copy = ctx.time(iterations_for(once.seconds, budget_s), &mut copy_rec)?;
+    let mut shader_copy_bytes = 0;
+    let mut shader_rec = |e: &mut wgpu::CommandEncoder| {
+        shader_copy_bytes = ctx.record_shader_copy(e, &src, &out, total);
+        Ok(())
+    };
+    let once = ctx.time(1, &mut shader_rec)?;
+    let shader_copy = ctx.time(iterations_for(once.seconds, budget_s), &mut shader_rec)?;
 
     let mut raw: Vec<u8> = original.concat();
     raw.resize(super::decode::padded(raw.len() as u64) as usize, 0);
@@ -114,6 +129,8 @@ pub fn bench_file(
         resident_bytes: groups.iter().map(|g| g.resident_bytes).sum(),
         decode,
         copy,
+        shader_copy,
+        shader_copy_bytes,
         upload_raw_s: best,
         upload_compressed_s,
         bit_exact,

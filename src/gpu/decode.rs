@@ -182,7 +182,13 @@ impl GpuContext {
                     "chunk index does not match the stream",
                 ));
             }
-            let lut = huffman::decode_table(&archive.codebook(t)?.lens);
+            // The GPU table holds each symbol's top bits, unrotated, so the shader skips that step.
+            let lut: Vec<u16> = huffman::decode_table(&archive.codebook(t)?.lens)
+                .iter()
+                .map(|&e| {
+                    ((codec::rotate_out((e >> 4) as u32, layout.sym_bits) as u16) << 4) | (e & 15)
+                })
+                .collect();
             let block_groups = layout.block_groups();
             let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
             let raw_len = parts.raw.1 - parts.raw.0;
@@ -418,6 +424,55 @@ impl GpuContext {
             }
         }
         Ok(())
+    }
+
+    /// Records a copy of the first `bytes` (rounded down to 16) of `src` to `dst` by a compute
+    /// shader: the baseline decode is measured against, beside the copy engine's
+    /// `copy_buffer_to_buffer`. Returns the bytes it copies.
+    pub fn record_shader_copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        bytes: u64,
+    ) -> u64 {
+        let bytes = bytes
+            .min(src.size())
+            .min(dst.size())
+            .min(self.binding_limit())
+            / 16
+            * 16;
+        if bytes == 0 {
+            return 0;
+        }
+        let bind = |binding, buffer| wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: 0,
+                size: std::num::NonZeroU64::new(bytes),
+            }),
+        };
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("copy"),
+            layout: &self.kernels.copy_layout,
+            entries: &[bind(0, src), bind(1, dst)],
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("vramzip copy"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.kernels.copy);
+        pass.set_bind_group(0, &group, &[]);
+        // about four 16-byte steps per thread
+        pass.dispatch_workgroups(
+            (bytes / 16)
+                .div_ceil(1024)
+                .min(self.limits.max_compute_workgroups_per_dimension as u64) as u32,
+            1,
+            1,
+        );
+        bytes
     }
 
     /// Reads `bytes` bytes from the start of `buffer` back to the CPU (submits and waits).

@@ -73,6 +73,8 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<String>> {
 pub struct Kernels {
     decode_layout: wgpu::BindGroupLayout,
     decode: wgpu::ComputePipeline,
+    copy_layout: wgpu::BindGroupLayout,
+    copy: wgpu::ComputePipeline,
 }
 
 /// Instance, adapter, device, queue and kernels: build once, share everywhere.
@@ -169,22 +171,51 @@ impl GpuContext {
     }
 }
 
+fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    name: &str,
+    source: &str,
+    entries: &[wgpu::BindGroupLayoutEntry],
+) -> (wgpu::BindGroupLayout, wgpu::ComputePipeline) {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(name),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let bind_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(name),
+        entries,
+    });
+    let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(name),
+        bind_group_layouts: &[Some(&bind_layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(name),
+        layout: Some(&layout),
+        module: &module,
+        entry_point: None,
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    (bind_layout, pipeline)
+}
+
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("decode.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(shaders::DECODE.into()),
-        });
-        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -195,28 +226,20 @@ impl Kernels {
             },
             count: None,
         }];
-        entries.extend((1..=6).map(|b| storage(b, true)));
-        entries.push(storage(7, false));
-        let decode_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("decode"),
-            entries: &entries,
-        });
-        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("decode"),
-            bind_group_layouts: &[Some(&decode_layout)],
-            immediate_size: 0,
-        });
-        let decode = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("decode"),
-            layout: Some(&layout),
-            module: &module,
-            entry_point: Some("decode"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        entries.extend((1..=6).map(|b| storage_entry(b, true)));
+        entries.push(storage_entry(7, false));
+        let (decode_layout, decode) = pipeline(device, "decode", shaders::DECODE, &entries);
+        let (copy_layout, copy) = pipeline(
+            device,
+            "copy",
+            shaders::COPY,
+            &[storage_entry(0, true), storage_entry(1, false)],
+        );
         Kernels {
             decode_layout,
             decode,
+            copy_layout,
+            copy,
         }
     }
 }

@@ -3,5 +3,8 @@
 /// Decodes the chunked Huffman layout into output words.
 pub const DECODE: &str = include_str!("../../shaders/decode.wgsl");
 
+/// A plain copy, the baseline for decode throughput.
+pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
+
 /// All shaders, by file name.
-pub const ALL: &[(&str, &str)] = &[("decode.wgsl", DECODE)];
+pub const ALL: &[(&str, &str)] = &[("decode.wgsl", DECODE), ("copy.wgsl", COPY)];
