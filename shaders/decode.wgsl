@@ -29,7 +29,6 @@ struct Piece {
 }
 
 const LANES: u32 = 64u;
-const TABLE_WORDS: u32 = 2048u; // 4096 u16 entries: top bits << 4 | length (symbol unrotated)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> pieces: array<Piece>;
@@ -40,8 +39,6 @@ const TABLE_WORDS: u32 = 2048u; // 4096 u16 entries: top bits << 4 | length (sym
 @group(0) @binding(6) var<storage, read> table: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<u32>;
 
-var<workgroup> lut: array<u32, TABLE_WORDS>;
-var<workgroup> lens: array<u32, LANES>;
 
 fn stream_word(i: u32) -> u32 {
     return stream[min(i, arrayLength(&stream) - 1u)];
@@ -69,20 +66,15 @@ fn decode(
     let block = min(wid.x + wid.y * nwg.x, p.blocks - 1u);
     let info = block_info[min(block, arrayLength(&block_info) - 1u)];
     let pc = pieces[min(info.x, arrayLength(&pieces) - 1u)];
-    for (var i = lane; i < TABLE_WORDS; i += LANES) {
-        lut[i] = table[min(pc.table_base + i, arrayLength(&table) - 1u)];
-    }
-    let k = block * LANES + lane;
-    let packed = chunk_bits[min(k / 2u, arrayLength(&chunk_bits) - 1u)];
-    lens[lane] = (packed >> ((k & 1u) * 16u)) & 0xffffu;
-    workgroupBarrier();
     if (wid.x + wid.y * nwg.x >= p.blocks) {
         return;
     }
-
+    // This chunk starts after the chunks of the lanes before it in the block.
     var start = 0u;
-    for (var l = 0u; l < lane; l++) {
-        start += lens[l];
+    let first_chunk = block * LANES;
+    let last_word = arrayLength(&chunk_bits) - 1u;
+    for (var k = first_chunk; k < first_chunk + lane; k++) {
+        start += (chunk_bits[min(k / 2u, last_word)] >> ((k & 1u) * 16u)) & 0xffffu;
     }
     // A three-word window: the load of the word after next is issued 32 bits before it is needed.
     var word = info.y + (start >> 5u);
@@ -101,6 +93,7 @@ fn decode(
     let first_group = local_block * LANES * pc.chunk_groups;
     let groups = min(LANES * min(pc.chunk_groups, 1024u), pc.groups - min(first_group, pc.groups));
     let out_len = arrayLength(&out);
+    let last_table = arrayLength(&table) - 1u; // 4096 u16 entries a tensor: top bits << 4 | length
 
     // Raw bits are fetched one step ahead so their load overlaps the decode of this step.
     var raw_next = raw_group(pc, first_group + lane, group_raw_bits);
@@ -113,7 +106,9 @@ fn decode(
         for (var q = 0u; q < elems; q++) {
             let window = select((cur >> shift) | (nxt << (32u - shift)), cur, shift == 0u);
             let index = window & 4095u;
-            let entry = (lut[index >> 1u] >> ((index & 1u) * 16u)) & 0xffffu;
+            // The table is read through the cache rather than copied to workgroup memory: on an
+            // H100 that was 2x faster (workgroup memory takes L1 away from the stream reads).
+            let entry = (table[min(pc.table_base + (index >> 1u), last_table)] >> ((index & 1u) * 16u)) & 0xffffu;
             shift += entry & 15u;
             if (shift >= 32u) {
                 shift -= 32u;

@@ -1,7 +1,11 @@
 //! Canonical, length-limited Huffman codes and their decode table.
 //!
 //! The length limit is [`MAX_CODE_LEN`] = 12 bits so that the decode table has 4096 entries of
-//! 16 bits (symbol << 4 | length): 8 KiB, half of WebGPU's guaranteed 16 KiB of workgroup memory.
+//! 16 bits (symbol << 4 | length): 8 KiB, which fits WebGPU's guaranteed 16 KiB of workgroup
+//! memory and stays resident in a GPU's L1 cache (the WGSL decoder reads it through the cache,
+//! which measured 2x faster on an H100 than a copy in workgroup memory). The cap costs about 0.6%
+//! of the Huffman stream against unlimited codes on real bf16 weights, 0.15% of the file
+//! (`vramzip bench` prints it).
 //! Codes are written least-significant bit first and stored bit-reversed, so a decoder peeks the
 //! next 12 bits of its stream and indexes the table with them directly.
 

@@ -116,14 +116,10 @@ impl GpuContext {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(max);
         }
-        if offered.max_compute_workgroup_storage_size < 9 * 1024
-            || offered.max_storage_buffers_per_shader_stage < 7
-        {
+        if offered.max_storage_buffers_per_shader_stage < 7 {
             return Err(Error::Gpu(format!(
-                "adapter {} offers {} bytes of workgroup memory and {} storage buffers per stage; vramzip needs 9216 and 7",
-                info.name,
-                offered.max_compute_workgroup_storage_size,
-                offered.max_storage_buffers_per_shader_stage
+                "adapter {} offers {} storage buffers per shader stage; vramzip needs 7",
+                info.name, offered.max_storage_buffers_per_shader_stage
             )));
         }
         let wanted =
