@@ -237,6 +237,15 @@ impl Archive {
         self.read_range((s, e))
     }
 
+    /// Appends an absolute byte range of the file to `buf`, reading straight into it.
+    pub fn append_range(&self, (s, e): (u64, u64), buf: &mut Vec<u8>) -> Result<()> {
+        let at = buf.len();
+        buf.resize(at + (e - s) as usize, 0);
+        self.file
+            .read_exact_at(&mut buf[at..], s)
+            .map_err(|err| Error::io(&self.path, err))
+    }
+
     /// Reads an absolute byte range of the file.
     pub fn read_range(&self, (s, e): (u64, u64)) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (e - s) as usize];

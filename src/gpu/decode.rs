@@ -249,14 +249,10 @@ impl GpuContext {
                 b.chunk_bits.extend(
                     &index[(b0 * 2 * LANES as u64) as usize..(b1 * 2 * LANES as u64) as usize],
                 );
-                b.stream.extend(archive.read_range(at(
-                    parts.stream,
-                    4 * starts[b0 as usize],
-                    s,
-                ))?);
+                archive
+                    .append_range(at(parts.stream, 4 * starts[b0 as usize], s), &mut b.stream)?;
                 let raw_base = (b.raw.len() / 4) as u32;
-                b.raw
-                    .extend(archive.read_range(at(parts.raw, b0 * block_raw, r))?);
+                archive.append_range(at(parts.raw, b0 * block_raw, r), &mut b.raw)?;
                 b.raw.resize(padded(b.raw.len() as u64) as usize, 0);
                 let first_elem = b0 * block_groups * layout.elems_per_group();
                 let n = (b1 * block_groups * layout.elems_per_group()).min(layout.n) - first_elem;
