@@ -114,7 +114,7 @@ impl Builder {
             && self.raw.len() as u64 + raw + 4 <= limit
             && self.out + out <= limit
             && self.stored.len() as u64 + stored <= limit
-            && self.table.len() as u64 + 8192 <= limit
+            && self.table.len() as u64 + 16384 <= limit
             && self.chunk_bits.len() as u64 + 2 * (self.block_info.len() as u64 + 1) * LANES as u64
                 <= limit
     }
@@ -182,12 +182,11 @@ impl GpuContext {
                     "chunk index does not match the stream",
                 ));
             }
-            // The GPU table holds each symbol's top bits, unrotated, so the shader skips that step.
-            let lut: Vec<u16> = huffman::decode_table(&archive.codebook(t)?.lens)
+            // The GPU table holds each symbol's top bits, unrotated, in a whole word (top << 16 |
+            // length), so the shader needs neither the rotation nor a half-word select.
+            let lut: Vec<u32> = huffman::decode_table(&archive.codebook(t)?.lens)
                 .iter()
-                .map(|&e| {
-                    ((codec::rotate_out((e >> 4) as u32, layout.sym_bits) as u16) << 4) | (e & 15)
-                })
+                .map(|&e| (codec::rotate_out((e >> 4) as u32, layout.sym_bits) << 16) | (e & 15) as u32)
                 .collect();
             let block_groups = layout.block_groups();
             let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
