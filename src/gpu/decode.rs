@@ -106,6 +106,15 @@ struct Builder {
 }
 
 impl Builder {
+    /// A builder with room for `stream` and `raw` bytes, so appending never reallocates (each
+    /// reallocation copies everything read so far, which showed in load times).
+    fn with_capacity(stream: u64, raw: u64) -> Self {
+        Builder {
+            stream: Vec::with_capacity(stream as usize),
+            raw: Vec::with_capacity(raw as usize),
+            ..Default::default()
+        }
+    }
     fn is_empty(&self) -> bool {
         self.slices.is_empty()
     }
@@ -146,13 +155,25 @@ impl GpuContext {
     pub fn upload(&self, archive: &Archive, tensors: &[&TensorEntry]) -> Result<Vec<GpuGroup>> {
         let limit = self.binding_limit();
         let mut groups = Vec::new();
-        let mut b = Builder::default();
+        let part_total = |f: fn(&crate::format::PartRanges) -> (u64, u64)| -> u64 {
+            let sum: u64 = tensors
+                .iter()
+                .filter_map(|t| t.parts.as_ref())
+                .map(|p| f(p).1 - f(p).0)
+                .sum();
+            (sum + 8).min(limit)
+        };
+        let (stream_cap, raw_cap) = (part_total(|p| p.stream), part_total(|p| p.raw));
+        let mut b = Builder::with_capacity(stream_cap, raw_cap);
         for t in tensors {
             let name = &t.meta.name;
             let (Some(layout), Some(parts)) = (&t.layout, &t.parts) else {
                 let bytes = padded(t.meta.bytes);
                 if !b.fits(limit, 0, 0, bytes, bytes) {
-                    groups.push(self.finish(std::mem::take(&mut b))?);
+                    groups.push(self.finish(std::mem::replace(
+                        &mut b,
+                        Builder::with_capacity(stream_cap, raw_cap),
+                    ))?);
                     if !b.fits(limit, 0, 0, bytes, bytes) {
                         return Err(Error::TooLarge {
                             what: format!("stored tensor '{name}' on the GPU"),
@@ -186,7 +207,9 @@ impl GpuContext {
             // length), so the shader needs neither the rotation nor a half-word select.
             let lut: Vec<u32> = huffman::decode_table(&archive.codebook(t)?.lens)
                 .iter()
-                .map(|&e| (codec::rotate_out((e >> 4) as u32, layout.sym_bits) << 16) | (e & 15) as u32)
+                .map(|&e| {
+                    (codec::rotate_out((e >> 4) as u32, layout.sym_bits) << 16) | (e & 15) as u32
+                })
                 .collect();
             let block_groups = layout.block_groups();
             let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
@@ -214,7 +237,10 @@ impl GpuContext {
                             limit,
                         });
                     }
-                    groups.push(self.finish(std::mem::take(&mut b))?);
+                    groups.push(self.finish(std::mem::replace(
+                        &mut b,
+                        Builder::with_capacity(stream_cap, raw_cap),
+                    ))?);
                     continue;
                 }
                 let (mut lo, mut hi) = (b0 + 1, blocks);
