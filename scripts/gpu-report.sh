@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every GPU measurement of BENCHMARKS.md with a built `vramzip` binary and writes the JSON
+# and logs into OUTDIR. Used on a lent GPU machine, which has python3 with numpy but no Rust:
+#   scripts/gpu-report.sh VRAMZIP_BINARY MINILM_BF16.safetensors OUTDIR [GPU_DECODE_BENCH_BINARY]
+set -uo pipefail
+bin=$1; minilm=$2; out=$3; crit=${4:-}
+mkdir -p "$out"
+llm=/tmp/vramzip-llm-block.safetensors
+python3 "$(dirname "$0")/make_llm_shaped.py" "$minilm" "$llm"
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+    "$bin" adapters --backend all
+} > "$out/adapters.txt" 2>&1
+cat "$out/adapters.txt"
+"$bin" bench --json > "$out/bench-sample.json"
+for cg in 1024 256 64; do
+    "$bin" bench "$minilm" --chunk-groups $cg --json > "$out/bench-minilm-cg$cg.json"
+    "$bin" bench "$llm" --chunk-groups $cg --json > "$out/bench-llm-cg$cg.json"
+done
+"$bin" bench "$minilm" --backend gl --json > "$out/bench-minilm-gl.json" 2> "$out/bench-minilm-gl.err" || true
+"$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
+if [ -n "$crit" ]; then
+    VRAMZIP_BENCH_FILE="$llm" "$crit" --bench 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
+fi
+python3 - "$out" <<'PY'
+import json, glob, os, sys
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*.json"))):
+    try:
+        d = json.load(open(f))
+    except Exception as e:
+        print(os.path.basename(f), "unreadable:", e); continue
+    g = d.get("gpu") or {}
+    print(f"{os.path.basename(f):28} ratio {d['file_ratio']:.4f} cpu dec {d['cpu_decode_mb_s']:.0f} MB/s | "
+          f"gpu dec {g.get('decode_gb_s', 0):.1f} GB/s, copy {g.get('copy_gb_s', 0):.1f}, shader copy {g.get('shader_copy_gb_s', 0):.1f}, "
+          f"dec/copy {g.get('decode_over_copy', 0):.3f}, dec/shader {g.get('decode_over_shader_copy', 0):.3f}, "
+          f"load {g.get('load_compressed_s', 0)*1e3:.1f}/{g.get('load_raw_s', 0)*1e3:.1f} ms, exact {d['bit_exact']}/{g.get('bit_exact')}")
+PY
