@@ -250,3 +250,17 @@ fn verify_command_names_the_tensors_that_differ() {
         );
     }
 }
+
+#[test]
+fn gpu_errors_in_recorded_work_are_errors_not_panics() {
+    // its own context: the error is reported once, by the next wait
+    let gpu = GpuContext::new(&GpuOptions::default()).unwrap();
+    let small = gpu.output_buffer(16).unwrap();
+    let big = gpu.output_buffer(1024).unwrap();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(&big, 0, &small, 0, 1024); // out of range
+    gpu.queue.submit([encoder.finish()]);
+    let err = gpu.wait().unwrap_err().to_string();
+    assert!(err.starts_with("GPU error"), "{err}");
+    gpu.wait().unwrap();
+}

@@ -141,6 +141,15 @@ impl Archive {
                         Some(&r) if u8_tensor(&meta.name) => r,
                         _ => return Err(bad("its data is missing")),
                     };
+                    // No coding shrinks a tensor below 1/16 of its size: a larger claim is a lie,
+                    // refused before anything of that size is allocated.
+                    if meta.bytes > 16 * (end - start) + 64 {
+                        return Err(bad(&format!(
+                            "claims {} bytes from {} compressed",
+                            meta.bytes,
+                            end - start
+                        )));
+                    }
                     let chunks = (start, start + 2 * layout.chunks());
                     let stream = (chunks.1, chunks.1.saturating_add(*stream_bytes));
                     let raw = (stream.1, stream.1.saturating_add(layout.raw_bytes()));
@@ -185,6 +194,15 @@ impl Archive {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The original tensors whose names start with `prefix` (say `model.layers.3.`, one
+    /// transformer block), in file order: what to upload as one GPU group.
+    pub fn tensors_with_prefix(&self, prefix: &str) -> Vec<&TensorEntry> {
+        self.tensors
+            .iter()
+            .filter(|t| t.meta.name.starts_with(prefix))
+            .collect()
     }
 
     /// Names of all tensors stored in this file (parts included).

@@ -91,6 +91,8 @@ pub struct GpuContext {
     /// Whether timestamps can be written between commands of an encoder.
     pub timestamps: bool,
     kernels: Kernels,
+    /// The first GPU error no error scope caught (wgpu's default would panic), or a lost device.
+    fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -132,6 +134,22 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("opening {}: {e}", info.name)))?;
+        // wgpu's default handler panics on an error no scope caught; record it instead, so the next
+        // wait() returns it as an Err.
+        let fault = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let f = fault.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            log::error!("GPU error: {e}");
+            if let Ok(mut slot) = f.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let f = fault.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = f.lock() {
+                slot.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
+            }
+        });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device);
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -144,6 +162,7 @@ impl GpuContext {
             limits,
             timestamps: features == wanted,
             kernels,
+            fault,
         })
     }
 
@@ -155,13 +174,18 @@ impl GpuContext {
         )
     }
 
-    /// Waits until the GPU has finished everything submitted.
+    /// Waits until the GPU has finished everything submitted. An error the GPU reported since the
+    /// last wait that no error scope caught (say, a validation error in work the caller recorded,
+    /// or a lost device) comes back here, once.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
+        if let Some(fault) = self.fault.lock().ok().and_then(|mut f| f.take()) {
+            return Err(Error::Gpu(fault));
+        }
+        polled
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
     }
