@@ -29,7 +29,10 @@ fn bench(c: &mut Criterion) {
         format::compress_file(
             &input,
             &out_path,
-            &CompressOptions { chunk_groups },
+            &CompressOptions {
+                chunk_groups,
+                ..Default::default()
+            },
             &|_| {},
         )
         .unwrap();

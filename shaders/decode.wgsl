@@ -36,7 +36,7 @@ const LANES: u32 = 64u;
 @group(0) @binding(3) var<storage, read> chunk_bits: array<u32>;   // u16 chunk lengths, two a word
 @group(0) @binding(4) var<storage, read> stream: array<u32>;
 @group(0) @binding(5) var<storage, read> raw: array<u32>;
-@group(0) @binding(6) var<storage, read> table: array<u32>;      // 4096 a tensor: top << 16 | length
+@group(0) @binding(6) var<storage, read> table: array<u32>;      // 4096 a tensor: top << 16 | length, escape: 0x8000 | length
 @group(0) @binding(7) var<storage, read_write> out: array<u32>;
 
 
@@ -70,18 +70,28 @@ var<private> rd_cur: u32;
 var<private> rd_nxt: u32;
 var<private> rd_ahead: u32;
 
-// Decodes the next symbol and returns its element's top bits.
-fn next_top(table_base: u32) -> u32 {
-    // The table is read through the cache rather than copied to workgroup memory: on an H100
-    // that was 2x faster (workgroup memory takes L1 away from the stream reads).
-    let entry = table[table_base + (window(rd_cur, rd_nxt, rd_shift) & 4095u)];
-    rd_shift += entry & 15u;
+fn advance(bits: u32) {
+    rd_shift += bits;
     if (rd_shift >= 32u) {
         rd_shift -= 32u;
         rd_word += 1u;
         rd_cur = rd_nxt;
         rd_nxt = rd_ahead;
         rd_ahead = stream_word(rd_word + 2u);
+    }
+}
+
+// Decodes the next symbol and returns its element's top bits.
+fn next_top(table_base: u32, sym_bits: u32) -> u32 {
+    // The table is read through the cache rather than copied to workgroup memory: on an H100
+    // that was 2x faster (workgroup memory takes L1 away from the stream reads).
+    let entry = table[table_base + (window(rd_cur, rd_nxt, rd_shift) & 4095u)];
+    advance(entry & 15u);
+    if ((entry & 0x8000u) != 0u) {
+        // the escape: the top bits follow verbatim
+        let top = window(rd_cur, rd_nxt, rd_shift) & ((1u << sym_bits) - 1u);
+        advance(sym_bits);
+        return top;
     }
     return entry >> 16u;
 }
@@ -123,6 +133,7 @@ fn decode(
     let full_groups = pc.n / per_word;
     let out_len = arrayLength(&out);
     let tb = pc.table_base;
+    let sym_bits = clamp(pc.sym_bits, 1u, 12u);
 
     // Raw bits are fetched one step ahead so their load overlaps the decode of this step.
     var raw_next = raw_group(pc, first_group + lane, group_raw_bits);
@@ -133,16 +144,16 @@ fn decode(
         var value = 0u;
         if (per_word == 2u && g < full_groups) {
             // bf16 and f16, the common case, unrolled
-            let a = (next_top(tb) << raw_bits) | (raw_now & raw_mask);
-            let b = (next_top(tb) << raw_bits) | ((raw_now >> raw_bits) & raw_mask);
+            let a = (next_top(tb, sym_bits) << raw_bits) | (raw_now & raw_mask);
+            let b = (next_top(tb, sym_bits) << raw_bits) | ((raw_now >> raw_bits) & raw_mask);
             value = (a & 0xffffu) | (b << 16u);
         } else if (per_word == 1u) {
-            value = (next_top(tb) << raw_bits) | (raw_now & raw_mask);
+            value = (next_top(tb, sym_bits) << raw_bits) | (raw_now & raw_mask);
         } else {
             let elems = min(per_word, pc.n - min(g * per_word, pc.n));
             for (var q = 0u; q < elems; q++) {
                 let low = (raw_now >> (q * raw_bits)) & raw_mask;
-                value |= (((next_top(tb) << raw_bits) | low) & elem_mask) << (q * width);
+                value |= (((next_top(tb, sym_bits) << raw_bits) | low) & elem_mask) << (q * width);
             }
         }
         let at = p.out_offset + pc.out_base + g;

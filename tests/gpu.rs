@@ -24,7 +24,16 @@ fn compressed(
 ) -> (std::path::PathBuf, Archive) {
     let dir = tmpdir(name);
     let vz = dir.join("x.vz");
-    format::compress_file(src, &vz, &CompressOptions { chunk_groups }, &|_| {}).unwrap();
+    format::compress_file(
+        src,
+        &vz,
+        &CompressOptions {
+            chunk_groups,
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .unwrap();
     let a = Archive::open(&vz).unwrap();
     (vz, a)
 }

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
+use vramzip::codec::shared::{Codebooks, Histograms};
 use vramzip::format::{self, Archive, CompressOptions, TensorStats};
 use vramzip::gpu::{self, GpuContext, GpuOptions};
 use vramzip::{Error, Result};
@@ -40,7 +41,17 @@ enum Cmd {
         /// parallel chunks, at the price of a larger chunk index.
         #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS)]
         chunk_groups: usize,
+        /// Code every tensor of a dtype in this file with its shared codebook, in one pass.
+        #[arg(long, conflicts_with = "shared_codebook")]
+        codebook: Option<PathBuf>,
+        /// Build one codebook per dtype from the whole input (all shards) and code every tensor
+        /// with it: one table for the model instead of one per tensor.
+        #[arg(long)]
+        shared_codebook: bool,
     },
+    /// Shared codebooks for single-stage coding.
+    #[command(subcommand)]
+    Codebook(CodebookCmd),
     /// Restore the original file or directory, byte for byte; checksums are checked.
     Decompress {
         /// Compressed file or directory.
@@ -78,6 +89,19 @@ enum Cmd {
         /// Groups per chunk used for the compression (see `compress --help`).
         #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS)]
         chunk_groups: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum CodebookCmd {
+    /// Build one codebook per dtype from the summed histograms of INPUTS (files or directories).
+    Build {
+        /// Uncompressed .safetensors files or directories of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The codebook file to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -141,13 +165,23 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             input,
             output,
             chunk_groups,
+            codebook,
+            shared_codebook,
         } => {
             if !(1..=vramzip::codec::MAX_CHUNK_GROUPS).contains(&chunk_groups) {
                 return Err(Error::InvalidArgument(format!(
                     "--chunk-groups {chunk_groups}: must be 1 to 1024"
                 )));
             }
-            let opts = CompressOptions { chunk_groups };
+            let codebooks = match (codebook, shared_codebook) {
+                (Some(path), _) => Some(Codebooks::load(&path)?),
+                (None, true) => Some(build_codebooks(std::slice::from_ref(&input))?),
+                (None, false) => None,
+            };
+            let opts = CompressOptions {
+                chunk_groups,
+                codebooks: codebooks.map(std::sync::Arc::new),
+            };
             let t0 = Instant::now();
             let before = size_of(&input);
             let pb = bar(before, "compress");
@@ -247,6 +281,23 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             };
             report_verify(&file, archive.tensors.len(), &bad)
         }
+        Cmd::Codebook(CodebookCmd::Build { inputs, output }) => {
+            let books = build_codebooks(&inputs)?;
+            books.save(&output)?;
+            for (dtype, book) in &books.books {
+                println!(
+                    "{dtype}: {}-bit symbols, {} codes",
+                    book.sym_bits,
+                    book.lens.iter().filter(|&&l| l > 0).count()
+                );
+            }
+            println!(
+                "wrote {} ({} bytes)",
+                output.display(),
+                books.to_bytes().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Adapters => {
             let list = gpu::list_adapters(gpu_opts.backend.as_deref())?;
             if list.is_empty() {
@@ -259,8 +310,64 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             file,
             json,
             chunk_groups,
-        } => bench(file, json, &CompressOptions { chunk_groups }, &gpu_opts),
+        } => bench(
+            file,
+            json,
+            &CompressOptions {
+                chunk_groups,
+                ..Default::default()
+            },
+            &gpu_opts,
+        ),
     }
+}
+
+/// Every .safetensors file in `paths` (files, or directories searched recursively).
+fn safetensors_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::Io {
+                    path: p.clone(),
+                    source: e,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            let nested: Vec<PathBuf> = entries
+                .into_iter()
+                .filter(|e| e.is_dir() || e.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            out.extend(safetensors_files(&nested)?);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn build_codebooks(inputs: &[PathBuf]) -> Result<Codebooks> {
+    let files = safetensors_files(inputs)?;
+    if files.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no .safetensors input to build codebooks from".into(),
+        ));
+    }
+    let mut hist = Histograms::default();
+    let pb = bar(files.len() as u64, "histograms");
+    for f in &files {
+        hist.add_file(f)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let books = hist.build();
+    if books.books.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the inputs hold no tensor of a coded dtype".into(),
+        ));
+    }
+    Ok(books)
 }
 
 fn verify_cpu(archive: &Archive) -> Vec<(String, String)> {

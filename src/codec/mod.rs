@@ -30,6 +30,7 @@
 //! * **Code table**: code lengths per symbol (see [`Codebook`]), shared or per tensor.
 
 pub mod huffman;
+pub mod shared;
 
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -126,6 +127,11 @@ impl Layout {
 
 /// Code lengths for the symbols of one kind (one `sym_bits`), shared by any number of tensors.
 ///
+/// Symbol `2^sym_bits` is the *escape*: a shared codebook gives it a code, and an element whose
+/// symbol has no code of its own is written as the escape code followed by its `sym_bits` top
+/// bits verbatim (unrotated). So a shared codebook can code any data, however unlike the data it
+/// was built from. Escapes need `sym_bits` <= 11, so that the 2049 symbols fit a 12-bit code.
+///
 /// Serialized as: version byte (1), `sym_bits` byte, first symbol (u16 LE), symbol count (u16 LE),
 /// then one 4-bit length per symbol, two per byte, low nibble first. Symbols outside the range
 /// have no code.
@@ -133,17 +139,28 @@ impl Layout {
 pub struct Codebook {
     /// Symbol width in bits.
     pub sym_bits: u32,
-    /// Code length per symbol, `2^sym_bits` entries, 0 where the symbol has no code.
+    /// Code length per symbol, `2^sym_bits + 1` entries (the last is the escape), 0 where the
+    /// symbol has no code.
     pub lens: Vec<u8>,
 }
 
 impl Codebook {
-    /// The length-limited Huffman code of a symbol histogram.
+    /// The length-limited Huffman code of a symbol histogram (`2^sym_bits` entries, or one more
+    /// for the escape).
     pub fn from_histogram(sym_bits: u32, hist: &[u64]) -> Self {
-        Codebook {
-            sym_bits,
-            lens: huffman::code_lengths(hist, huffman::MAX_CODE_LEN),
-        }
+        let mut lens = huffman::code_lengths(hist, huffman::MAX_CODE_LEN);
+        lens.resize((1 << sym_bits) + 1, 0);
+        Codebook { sym_bits, lens }
+    }
+
+    /// The escape symbol.
+    pub fn escape(&self) -> usize {
+        1 << self.sym_bits
+    }
+
+    /// Whether every symbol can be coded (directly or through the escape).
+    pub fn codes_everything(&self) -> bool {
+        self.lens[self.escape()] > 0 || self.lens[..self.escape()].iter().all(|&l| l > 0)
     }
 
     /// Serialized form (see the type's doc).
@@ -181,7 +198,7 @@ impl Codebook {
         }
         let first = u16::from_le_bytes([bytes[2], bytes[3]]) as usize;
         let count = u16::from_le_bytes([bytes[4], bytes[5]]) as usize;
-        let size = 1usize << sym_bits;
+        let size = (1usize << sym_bits) + 1;
         if first + count > size || bytes.len() != 6 + count.div_ceil(2) {
             return Err("codebook symbol range does not match its size".into());
         }
@@ -192,6 +209,9 @@ impl Codebook {
         }
         if !huffman::lengths_valid(&lens) {
             return Err("codebook lengths are not a valid prefix code".into());
+        }
+        if sym_bits > 11 && lens[size - 1] > 0 {
+            return Err("codebook escapes 12-bit symbols (at most 11 bits can escape)".into());
         }
         Ok(Codebook { sym_bits, lens })
     }
@@ -381,8 +401,9 @@ fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
 /// One block's stream words, raw words and chunk bit lengths.
 type EncodedBlock = (Vec<u32>, Vec<u32>, Vec<u16>);
 
-/// Encodes `data` (the tensor's bytes) with `book`. Fails if an element's symbol has no code,
-/// which can only happen with a shared codebook that never saw that symbol.
+/// Encodes `data` (the tensor's bytes) with `book`. Symbols without a code of their own go through
+/// the escape; fails if the book has no escape for such a symbol, or if a chunk would outgrow its
+/// u16 length (possible only for 8-bit data escaping most of its symbols).
 pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> {
     let width = layout.width;
     if data.len() as u64 != layout.decoded_bytes() || book.sym_bits != layout.sym_bits {
@@ -391,6 +412,7 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
         ));
     }
     let codes = huffman::canonical_codes(&book.lens);
+    let escape = codes[book.escape()];
     let (s, r) = (layout.sym_bits, layout.raw_bits());
     let (n, e) = (layout.n, layout.elems_per_group());
     let block_groups = layout.block_groups();
@@ -410,16 +432,24 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
                         let v = element(data, i as usize, width);
                         let sym = rotate_in(v >> r, s) as usize;
                         let (code, len) = codes[sym];
-                        if len == 0 {
+                        if len > 0 {
+                            stream.put(code as u32, len as u32);
+                        } else if escape.1 > 0 {
+                            stream.put(escape.0 as u32, escape.1 as u32);
+                            stream.put(v >> r, s);
+                        } else {
                             return Err(Error::InvalidArgument(format!(
                                 "symbol {sym} of element {i} has no code in the codebook"
                             )));
                         }
-                        stream.put(code as u32, len as u32);
                     }
                     j += LANES as u64;
                 }
-                lens[lane as usize] = (stream.total - start) as u16;
+                lens[lane as usize] = u16::try_from(stream.total - start).map_err(|_| {
+                    Error::InvalidArgument(
+                        "a chunk outgrows its u16 length: too many escapes".into(),
+                    )
+                })?;
             }
             let mut raw = BitWriter::new();
             if r > 0 {
@@ -467,8 +497,10 @@ pub fn check_parts(layout: &Layout, enc: &Encoded, tensor: &str) -> Result<()> {
             ),
         ));
     }
-    let max_bits =
-        (layout.chunk_groups as u64) * layout.elems_per_group() * huffman::MAX_CODE_LEN as u64;
+    // the longest a symbol can take is an escape: a 12-bit code and the symbol's own bits
+    let max_bits = (layout.chunk_groups as u64)
+        * layout.elems_per_group()
+        * (huffman::MAX_CODE_LEN + layout.sym_bits) as u64;
     if enc
         .chunk_bits
         .chunks(2)
@@ -554,12 +586,18 @@ pub fn decode(
                             return Err(Error::corrupt(tensor, "bit pattern with no code"));
                         }
                         pos += (entry & 15) as u64;
+                        let top = if (entry >> 4) as usize == book.escape() {
+                            pos += s as u64;
+                            peek(block_stream, pos - s as u64, s)
+                        } else {
+                            rotate_out(entry >> 4, s)
+                        };
                         let low = if r > 0 {
                             peek(&raw, i * r as u64, r)
                         } else {
                             0
                         };
-                        let v = rotate_out(entry >> 4, s) << r | low;
+                        let v = top << r | low;
                         let at = (i - first_group * e) as usize * (width as usize / 8);
                         match width {
                             8 => out[at] = v as u8,

@@ -17,12 +17,16 @@ pub struct CompressOptions {
     /// Groups per chunk (see [`crate::codec`]); smaller gives the GPU more parallel chunks at the
     /// price of a larger chunk index.
     pub chunk_groups: usize,
+    /// Shared codebooks: tensors of a dtype that has one are coded with it in one pass (no
+    /// histogram, no table of their own); the book is stored once in the file.
+    pub codebooks: Option<std::sync::Arc<codec::shared::Codebooks>>,
 }
 
 impl Default for CompressOptions {
     fn default() -> Self {
         CompressOptions {
             chunk_groups: codec::DEFAULT_CHUNK_GROUPS,
+            codebooks: None,
         }
     }
 }
@@ -167,6 +171,24 @@ impl Drop for TempPath {
     }
 }
 
+/// Name of the tensor holding the shared codebook of a dtype.
+pub fn shared_name(dtype: &str) -> String {
+    format!("__vramzip__.codebook.{dtype}")
+}
+
+type Coded = (Layout, Codebook, Encoded, Option<String>);
+
+/// The tensor's own best code (three stages: histogram, code, table), or `None` to store it.
+fn own_code(bytes: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Coded>> {
+    Ok(match codec::choose(bytes, width, chunk_groups)? {
+        Some(choice) => {
+            let enc = codec::encode(bytes, &choice.layout, &choice.codebook)?;
+            Some((choice.layout, choice.codebook, enc, None))
+        }
+        None => None,
+    })
+}
+
 /// Compresses the safetensors file `input` into `output`, reading one tensor at a time.
 /// `progress` is called with the original bytes done so far.
 pub fn compress_file(
@@ -177,10 +199,14 @@ pub fn compress_file(
 ) -> Result<CompressStats> {
     let file = File::open(input).map_err(|e| Error::io(input, e))?;
     let header = read_header(&file, input)?;
-    if header.tensors.iter().any(|t| t.name == HEADER_TENSOR) {
+    if header
+        .tensors
+        .iter()
+        .any(|t| t.name.starts_with("__vramzip__."))
+    {
         return Err(Error::invalid(
             input,
-            format!("a tensor is named '{HEADER_TENSOR}', vramzip's own name"),
+            "a tensor name starts with '__vramzip__.', vramzip's own prefix",
         ));
     }
     if header
@@ -208,40 +234,56 @@ pub fn compress_file(
         tensors: Vec::new(),
     };
     let mut stats = CompressStats::default();
+    let mut written_books = std::collections::HashSet::new();
     let mut done = 0u64;
     for t in &header.tensors {
         let mut bytes = vec![0u8; (t.end - t.start) as usize];
         file.read_exact_at(&mut bytes, header.data_start + t.start)
             .map_err(|e| Error::io(input, e))?;
         let sum = checksum(&bytes);
-        let coded = match codec::element_bits(&t.dtype) {
-            Some(width) => match codec::choose(&bytes, width, opts.chunk_groups)? {
-                Some(choice) => {
-                    let enc = codec::encode(&bytes, &choice.layout, &choice.codebook)?;
-                    Some((choice, enc))
+        let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(&t.dtype));
+        let coded = match (codec::element_bits(&t.dtype), shared) {
+            (Some(width), Some(book)) => {
+                // single stage; the rare tensor whose escapes overflow a chunk gets its own code
+                match codec::shared::encode_with(&bytes, width, book, opts.chunk_groups) {
+                    Ok((layout, enc)) => {
+                        Some((layout, book.clone(), enc, Some(shared_name(&t.dtype))))
+                    }
+                    Err(_) => own_code(&bytes, width, opts.chunk_groups)?,
                 }
-                None => None,
-            },
-            None => None,
+            }
+            (Some(width), None) => own_code(&bytes, width, opts.chunk_groups)?,
+            (None, _) => None,
         };
         let coding = match coded {
-            Some((choice, enc)) => {
-                let table = choice.codebook.to_bytes();
+            Some((layout, book, enc, shared)) => {
+                let table = match &shared {
+                    None => book.to_bytes(),
+                    Some(name) => {
+                        if written_books.insert(name.clone()) {
+                            out.put_u8(name.clone(), &book.to_bytes())?;
+                        }
+                        Vec::new()
+                    }
+                };
                 let blob = [&enc.chunk_bits[..], &enc.stream, &enc.raw, &table].concat();
                 out.put_u8(t.name.clone(), &blob)?;
-                stats.tensors.push(tensor_stats(
-                    &t.name,
-                    &t.dtype,
-                    &choice.layout,
-                    &choice.hist,
-                    &choice.codebook,
-                    &enc,
-                ));
+                let hist = codec::symbol_histogram(
+                    &codec::top16_histogram(&bytes, layout.width),
+                    layout.width,
+                    layout.sym_bits,
+                );
+                let mut st = tensor_stats(&t.name, &t.dtype, &layout, &hist, &book, &enc);
+                if shared.is_some() {
+                    st.compressed_bytes -= book.to_bytes().len() as u64;
+                    st.index_bytes -= book.to_bytes().len() as u64;
+                }
+                stats.tensors.push(st);
                 Coding::Huffman {
-                    sym_bits: choice.layout.sym_bits,
+                    sym_bits: layout.sym_bits,
                     chunk_groups: opts.chunk_groups,
                     stream_bytes: enc.stream.len() as u64,
-                    codebook: None,
+                    codebook: shared,
                 }
             }
             None => {

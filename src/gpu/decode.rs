@@ -98,7 +98,7 @@ struct Builder {
     stream: Vec<u8>,
     raw: Vec<u8>,
     table: Vec<u8>,
-    tables: HashMap<String, u32>,
+    tables: HashMap<u64, u32>,
     stored: Vec<u8>,
     copies: Vec<(u64, u64, u64)>,
     slices: Vec<Slice>,
@@ -204,11 +204,15 @@ impl GpuContext {
                 ));
             }
             // The GPU table holds each symbol's top bits, unrotated, in a whole word (top << 16 |
-            // length), so the shader needs neither the rotation nor a half-word select.
-            let lut: Vec<u32> = huffman::decode_table(&archive.codebook(t)?.lens)
+            // length), so the shader needs neither the rotation nor a half-word select; the
+            // escape is flagged with bit 15.
+            let book = archive.codebook(t)?;
+            let escape = book.escape() as u32;
+            let lut: Vec<u32> = huffman::decode_table(&book.lens)
                 .iter()
-                .map(|&e| {
-                    (codec::rotate_out((e >> 4) as u32, layout.sym_bits) << 16) | (e & 15) as u32
+                .map(|&e| match (e >> 4) as u32 {
+                    sym if sym == escape => 0x8000 | (e & 15) as u32,
+                    sym => (codec::rotate_out(sym, layout.sym_bits) << 16) | (e & 15) as u32,
                 })
                 .collect();
             let block_groups = layout.block_groups();
@@ -253,12 +257,13 @@ impl GpuContext {
                     }
                 }
                 let b1 = lo;
-                let table_base = match b.tables.get(name) {
+                // keyed by where the table lies in the file, so a shared codebook is uploaded once
+                let table_base = match b.tables.get(&parts.table.0) {
                     Some(&base) => base,
                     None => {
                         let base = (b.table.len() / 4) as u32;
                         b.table.extend_from_slice(bytemuck::cast_slice(&lut));
-                        b.tables.insert(name.clone(), base);
+                        b.tables.insert(parts.table.0, base);
                         base
                     }
                 };

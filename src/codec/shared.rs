@@ -1,0 +1,242 @@
+//! Single-stage coding: fixed codebooks made once from the summed histograms of earlier data, then
+//! used to encode new data in one pass, with no analysis and no table sent along.
+
+use super::{Codebook, Encoded, Layout, element_bits, huffman, symbol_histogram, top16_histogram};
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const MAGIC: &[u8; 4] = b"VZCB";
+const VERSION: u8 = 1;
+
+/// Widest symbol a shared codebook uses: 11 bits leave room for the escape in a 12-bit code.
+pub const MAX_SHARED_SYM_BITS: u32 = 11;
+
+/// How often the escape is assumed to occur, as a fraction of the training symbols: rare enough
+/// to cost the known symbols nothing measurable, so it gets a long (about 12-bit) code.
+const ESCAPE_SHARE: u64 = 1 << 20;
+
+/// Histograms of each element's top 16 bits, summed per dtype over any number of tensors.
+#[derive(Clone, Debug, Default)]
+pub struct Histograms {
+    per_dtype: BTreeMap<String, Vec<u64>>,
+}
+
+impl Histograms {
+    /// Adds one tensor's bytes (ignored when its dtype is not coded).
+    pub fn add(&mut self, dtype: &str, data: &[u8]) {
+        let Some(width) = element_bits(dtype) else {
+            return;
+        };
+        let h = top16_histogram(data, width);
+        let sum = self
+            .per_dtype
+            .entry(dtype.to_string())
+            .or_insert_with(|| vec![0; h.len()]);
+        sum.iter_mut().zip(&h).for_each(|(a, b)| *a += b);
+    }
+
+    /// Adds every coded tensor of a safetensors file (uncompressed), one tensor in memory at a time.
+    pub fn add_file(&mut self, path: &Path) -> Result<()> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let header = crate::format::read_header(&file, path)?;
+        for t in &header.tensors {
+            if element_bits(&t.dtype).is_some() {
+                let mut bytes = vec![0u8; (t.end - t.start) as usize];
+                std::os::unix::fs::FileExt::read_exact_at(
+                    &file,
+                    &mut bytes,
+                    header.data_start + t.start,
+                )
+                .map_err(|e| Error::io(path, e))?;
+                self.add(&t.dtype, &bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// One codebook per dtype, each with the symbol width that codes the summed data smallest,
+    /// and an escape so that symbols never seen still code.
+    pub fn build(&self) -> Codebooks {
+        let mut books = BTreeMap::new();
+        for (dtype, top16) in &self.per_dtype {
+            let Some(width) = element_bits(dtype) else {
+                continue;
+            };
+            let n: u64 = top16.iter().sum();
+            if n == 0 {
+                continue;
+            }
+            let best = (8..=MAX_SHARED_SYM_BITS.min(width))
+                .map(|s| {
+                    let mut hist = symbol_histogram(top16, width, s);
+                    hist.push((n / ESCAPE_SHARE).max(1));
+                    let book = Codebook::from_histogram(s, &hist);
+                    let bits = huffman::coded_bits(&hist, &book.lens) + n * (width - s) as u64;
+                    (bits, book)
+                })
+                .min_by_key(|(bits, _)| *bits);
+            if let Some((_, book)) = best {
+                books.insert(dtype.clone(), book);
+            }
+        }
+        Codebooks { books }
+    }
+}
+
+/// Shared codebooks, one per dtype.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Codebooks {
+    /// By dtype (`BF16`, `F32`, ...).
+    pub books: BTreeMap<String, Codebook>,
+}
+
+impl Codebooks {
+    /// The file form: `VZCB`, a version byte, the number of books (u16 LE), then per book its
+    /// dtype (length byte and text) and its serialized [`Codebook`] (u16 LE length and bytes), and
+    /// last the xxh3-64 of everything before it (u64 LE).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(VERSION);
+        out.extend_from_slice(&(self.books.len() as u16).to_le_bytes());
+        for (dtype, book) in &self.books {
+            out.push(dtype.len() as u8);
+            out.extend_from_slice(dtype.as_bytes());
+            let b = book.to_bytes();
+            out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+            out.extend_from_slice(&b);
+        }
+        let sum = xxhash_rust::xxh3::xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Parses and checks a codebook file: magic, version, checksum, each book valid, able to code
+    /// every symbol, and of the right width for its dtype.
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+        if bytes.len() < 15 || &bytes[..4] != MAGIC {
+            return Err("not a vramzip codebook file".into());
+        }
+        if bytes[4] != VERSION {
+            return Err(format!(
+                "codebook file version {} (this build reads {VERSION})",
+                bytes[4]
+            ));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        let stored = u64::from_le_bytes(sum.try_into().map_err(|_| "truncated")?);
+        if xxhash_rust::xxh3::xxh3_64(body) != stored {
+            return Err("codebook file checksum mismatch: the file is corrupt".into());
+        }
+        let count = u16::from_le_bytes([body[5], body[6]]) as usize;
+        let mut at = 7;
+        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
+            let s = body.get(at..at + n).ok_or("codebook file truncated")?;
+            at += n;
+            Ok(s)
+        };
+        let mut books = BTreeMap::new();
+        for _ in 0..count {
+            let len = take(1)?[0] as usize;
+            let dtype = String::from_utf8(take(len)?.to_vec()).map_err(|_| "dtype is not text")?;
+            let width = element_bits(&dtype).ok_or(format!(
+                "codebook for dtype {dtype}, which vramzip does not code"
+            ))?;
+            let len = u16::from_le_bytes(take(2)?.try_into().map_err(|_| "truncated")?) as usize;
+            let book = Codebook::from_bytes(take(len)?)?;
+            if book.sym_bits > width || !book.codes_everything() {
+                return Err(format!(
+                    "the {dtype} codebook cannot code every {dtype} value"
+                ));
+            }
+            books.insert(dtype, book);
+        }
+        if at != body.len() {
+            return Err("codebook file has trailing bytes".into());
+        }
+        Ok(Codebooks { books })
+    }
+
+    /// Writes the file (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.to_bytes()).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Codebooks::from_bytes(&bytes).map_err(|r| Error::invalid(path, r))
+    }
+}
+
+/// Encodes `data` in one pass with a fixed codebook: no histogram, no table to send.
+pub fn encode_with(
+    data: &[u8],
+    width: u32,
+    book: &Codebook,
+    chunk_groups: usize,
+) -> Result<(Layout, Encoded)> {
+    let n = (data.len() / (width as usize / 8)) as u64;
+    let layout = Layout::new(n, width, book.sym_bits, chunk_groups)?;
+    let enc = super::encode(data, &layout, book)?;
+    Ok((layout, enc))
+}
+
+/// Encodes buffers one after another (weights or activations in flight) with a fixed codebook,
+/// optionally rebuilt from the running histogram every `rebuild_every` buffers.
+#[derive(Debug)]
+pub struct StreamEncoder {
+    dtype: String,
+    width: u32,
+    chunk_groups: usize,
+    book: std::sync::Arc<Codebook>,
+    rebuild_every: Option<usize>,
+    seen: Histograms,
+    count: usize,
+}
+
+impl StreamEncoder {
+    /// A stream of `dtype` buffers coded with `book`.
+    pub fn new(
+        dtype: &str,
+        book: Codebook,
+        chunk_groups: usize,
+        rebuild_every: Option<usize>,
+    ) -> Result<Self> {
+        let width = element_bits(dtype)
+            .ok_or_else(|| Error::InvalidArgument(format!("dtype {dtype} is not coded")))?;
+        if !book.codes_everything() || book.sym_bits > width {
+            return Err(Error::InvalidArgument(format!(
+                "the codebook cannot code every {dtype} value"
+            )));
+        }
+        Ok(StreamEncoder {
+            dtype: dtype.to_string(),
+            width,
+            chunk_groups,
+            book: std::sync::Arc::new(book),
+            rebuild_every: rebuild_every.filter(|&k| k > 0),
+            seen: Histograms::default(),
+            count: 0,
+        })
+    }
+
+    /// Encodes one buffer; returns its layout, its parts and the codebook that decodes it (the same
+    /// `Arc` until a rebuild, so a sender ships a book only when it changes).
+    pub fn encode(&mut self, data: &[u8]) -> Result<(Layout, Encoded, std::sync::Arc<Codebook>)> {
+        let (layout, enc) = encode_with(data, self.width, &self.book, self.chunk_groups)?;
+        let used = self.book.clone();
+        if let Some(k) = self.rebuild_every {
+            self.seen.add(&self.dtype, data);
+            self.count += 1;
+            if self.count.is_multiple_of(k)
+                && let Some(book) = self.seen.build().books.remove(&self.dtype)
+            {
+                self.book = std::sync::Arc::new(book);
+            }
+        }
+        Ok((layout, enc, used))
+    }
+}
