@@ -273,3 +273,36 @@ fn gpu_errors_in_recorded_work_are_errors_not_panics() {
     assert!(err.starts_with("GPU error"), "{err}");
     gpu.wait().unwrap();
 }
+
+#[test]
+fn shared_codebooks_and_escapes_decode_on_the_gpu() {
+    let dir = tmpdir("gpu-shared-src");
+    let src = dir.join("m.safetensors");
+    mixed_file(&src);
+    // books from different data (the sample), so the mixed file escapes many symbols
+    let mut h = vramzip::codec::shared::Histograms::default();
+    h.add_file(&sample()).unwrap();
+    h.add_file(&src).unwrap();
+    let opts = CompressOptions {
+        codebooks: Some(std::sync::Arc::new(h.build())),
+        ..Default::default()
+    };
+    let vz = dir.join("m.vz");
+    format::compress_file(&src, &vz, &opts, &|_| {}).unwrap();
+    check_all(ctx(), &Archive::open(&vz).unwrap());
+
+    let mut h = vramzip::codec::shared::Histograms::default();
+    h.add("BF16", &weightlike(50_000, 9));
+    let only_small = CompressOptions {
+        codebooks: Some(std::sync::Arc::new(h.build())),
+        chunk_groups: 64,
+    };
+    let odd = dir.join("odd.safetensors");
+    let mut data = weightlike(100_000, 3);
+    for i in (0..data.len()).step_by(22) {
+        data[i + 1] = 0x7f; // huge exponents the book never saw
+    }
+    write_safetensors(&odd, &[("w", "BF16", vec![100_000], data)], None);
+    format::compress_file(&odd, &vz, &only_small, &|_| {}).unwrap();
+    check_all(ctx(), &Archive::open(&vz).unwrap());
+}
