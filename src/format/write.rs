@@ -243,7 +243,7 @@ pub fn compress_file(
         let sum = checksum(&bytes);
         let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(&t.dtype));
         let coded = match (codec::element_bits(&t.dtype), shared) {
-            (Some(width), Some(book)) => {
+            (Some(width), Some(book)) if !bytes.is_empty() => {
                 // single stage; the rare tensor whose escapes overflow a chunk gets its own code
                 match codec::shared::encode_with(&bytes, width, book, opts.chunk_groups) {
                     Ok((layout, enc)) => {
@@ -252,7 +252,7 @@ pub fn compress_file(
                     Err(_) => own_code(&bytes, width, opts.chunk_groups)?,
                 }
             }
-            (Some(width), None) => own_code(&bytes, width, opts.chunk_groups)?,
+            (Some(width), _) => own_code(&bytes, width, opts.chunk_groups)?,
             (None, _) => None,
         };
         let coding = match coded {

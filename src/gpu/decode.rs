@@ -219,6 +219,16 @@ impl GpuContext {
             let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
             let raw_len = parts.raw.1 - parts.raw.0;
             let blocks = layout.blocks();
+            if blocks == 0 {
+                // an empty tensor: nothing to decode, but it has its (empty) place in the output
+                b.slices.push(Slice {
+                    name: name.clone(),
+                    offset: b.out,
+                    bytes: 0,
+                    tensor_offset: 0,
+                });
+                continue;
+            }
             let mut b0 = 0;
             while b0 < blocks {
                 // the largest run of blocks from b0 that fits what is left of this group
