@@ -1,0 +1,185 @@
+//! Measures single-stage coding (shared codebooks) against per-tensor codebooks on a model.
+//!
+//! cargo run --release --example single_stage_report -- MODEL.safetensors OTHER.safetensors
+//!
+//! Prints one markdown row: the coded size of MODEL's tensors with (a) a codebook per tensor,
+//! (b) one codebook per dtype for the whole model, (c) the codebooks of OTHER (another model),
+//! (d) codebooks built from the first two transformer layers only, each as % over (a) and over
+//! the order-0 entropy bound of (a)'s splits; then encode throughput of three stages (histogram,
+//! code, encode: what (a) does) against single stage (encode with (b)'s fixed books), same run.
+
+use std::time::Instant;
+use vramzip::codec::shared::{Codebooks, Histograms, encode_with};
+use vramzip::codec::{self, element_bits};
+use vramzip::format::{read_header, tensor_stats};
+
+struct Tensor {
+    name: String,
+    dtype: String,
+    bytes: Vec<u8>,
+}
+
+fn load(path: &str) -> Vec<Tensor> {
+    let p = std::path::Path::new(path);
+    let file = std::fs::File::open(p).expect("open model");
+    let h = read_header(&file, p).expect("safetensors header");
+    let all = std::fs::read(p).expect("read model");
+    h.tensors
+        .iter()
+        .map(|t| Tensor {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            bytes: all[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize].to_vec(),
+        })
+        .collect()
+}
+
+fn books(tensors: &[Tensor], keep: impl Fn(&str) -> bool) -> Codebooks {
+    let mut h = Histograms::default();
+    for t in tensors.iter().filter(|t| keep(&t.name)) {
+        h.add(&t.dtype, &t.bytes);
+    }
+    h.build()
+}
+
+/// (coded size in bytes, order-0 bound in bits) with a codebook per tensor.
+fn per_tensor(tensors: &[Tensor]) -> (u64, f64) {
+    let (mut size, mut bound) = (0u64, 0f64);
+    for t in tensors {
+        let coded = element_bits(&t.dtype)
+            .and_then(|w| codec::choose(&t.bytes, w, codec::DEFAULT_CHUNK_GROUPS).unwrap());
+        match coded {
+            Some(c) => {
+                let enc = codec::encode(&t.bytes, &c.layout, &c.codebook).unwrap();
+                let s = tensor_stats(&t.name, &t.dtype, &c.layout, &c.hist, &c.codebook, &enc);
+                size += s.compressed_bytes;
+                bound += s.bound_bits;
+            }
+            None => {
+                size += t.bytes.len() as u64;
+                bound += 8.0 * t.bytes.len() as f64;
+            }
+        }
+    }
+    (size, bound)
+}
+
+/// Coded size with shared books (each stored once), tensors of other dtypes with their own code.
+fn shared(tensors: &[Tensor], books: &Codebooks) -> u64 {
+    let mut size: u64 = books
+        .books
+        .values()
+        .map(|b| b.to_bytes().len() as u64)
+        .sum();
+    for t in tensors {
+        let width = element_bits(&t.dtype);
+        size += match (width, books.books.get(&t.dtype)) {
+            (Some(w), Some(book)) if !t.bytes.is_empty() => {
+                match encode_with(&t.bytes, w, book, codec::DEFAULT_CHUNK_GROUPS) {
+                    Ok((_, e)) => (e.stream.len() + e.raw.len() + e.chunk_bits.len()) as u64,
+                    Err(_) => own(t, w),
+                }
+            }
+            (Some(w), _) => own(t, w),
+            (None, _) => t.bytes.len() as u64,
+        };
+    }
+    size
+}
+
+fn own(t: &Tensor, w: u32) -> u64 {
+    match codec::compress(&t.bytes, w, codec::DEFAULT_CHUNK_GROUPS).unwrap() {
+        Some((_, book, e)) => {
+            (e.stream.len() + e.raw.len() + e.chunk_bits.len() + book.to_bytes().len()) as u64
+        }
+        None => t.bytes.len() as u64,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() != 2 {
+        eprintln!("usage: single_stage_report MODEL.safetensors OTHER.safetensors");
+        std::process::exit(2);
+    }
+    let model = load(&args[0]);
+    let other = load(&args[1]);
+    let original: u64 = model.iter().map(|t| t.bytes.len() as u64).sum();
+    let (a, bound_bits) = per_tensor(&model);
+    let bound = bound_bits / 8.0;
+    let whole = books(&model, |_| true);
+    let b = shared(&model, &whole);
+    let c = shared(&model, &books(&other, |_| true));
+    let first = |n: &str| n.contains("layer.0.") || n.contains("layer.1.");
+    let d = shared(&model, &books(&model, first));
+    let pct = |x: u64, y: f64| 100.0 * (x as f64 / y - 1.0);
+
+    // encode throughput, same run: three stages against one
+    let coded: Vec<&Tensor> = model
+        .iter()
+        .filter(|t| element_bits(&t.dtype).is_some() && !t.bytes.is_empty())
+        .collect();
+    let coded_bytes: u64 = coded.iter().map(|t| t.bytes.len() as u64).sum();
+    let (mut three, mut one) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        for t in &coded {
+            std::hint::black_box(
+                codec::compress(
+                    &t.bytes,
+                    element_bits(&t.dtype).unwrap(),
+                    codec::DEFAULT_CHUNK_GROUPS,
+                )
+                .unwrap(),
+            );
+        }
+        three = three.min(t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        for t in &coded {
+            let w = element_bits(&t.dtype).unwrap();
+            std::hint::black_box(
+                encode_with(
+                    &t.bytes,
+                    w,
+                    &whole.books[&t.dtype],
+                    codec::DEFAULT_CHUNK_GROUPS,
+                )
+                .ok(),
+            );
+        }
+        one = one.min(t0.elapsed().as_secs_f64());
+    }
+    let mbps = |s: f64| coded_bytes as f64 / s / 1e6;
+    let name = |p: &str| {
+        std::path::Path::new(p)
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|d| d.to_string_lossy().to_string())
+            .unwrap_or_default()
+            + "/"
+            + &std::path::Path::new(p)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+    };
+    println!(
+        "| model | original | (a) per tensor | (b) whole model | (c) other model's | (d) first 2 layers' | three-stage MB/s | single-stage MB/s | speedup |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| {} (c: {}) | {original} | {a} ({:.4}; bound +{:.2}%) | {b} (+{:.2}% / bound +{:.2}%) | {c} (+{:.2}% / +{:.2}%) | {d} (+{:.2}% / +{:.2}%) | {:.0} | {:.0} | {:.2}x |",
+        name(&args[0]),
+        name(&args[1]),
+        a as f64 / original as f64,
+        pct(a, bound),
+        pct(b, a as f64),
+        pct(b, bound),
+        pct(c, a as f64),
+        pct(c, bound),
+        pct(d, a as f64),
+        pct(d, bound),
+        mbps(three),
+        mbps(one),
+        three / one
+    );
+}
