@@ -58,6 +58,12 @@ impl Histograms {
     /// One codebook per dtype, each with the symbol width that codes the summed data smallest,
     /// and an escape so that symbols never seen still code.
     pub fn build(&self) -> Codebooks {
+        self.build_with_escape(true)
+    }
+
+    /// As [`Histograms::build`]; `escape: false` gives books that code only the symbols seen (for
+    /// measuring what the escape costs; such books cannot be saved or used on unseen data).
+    pub fn build_with_escape(&self, escape: bool) -> Codebooks {
         let mut books = BTreeMap::new();
         for (dtype, top16) in &self.per_dtype {
             let Some(width) = element_bits(dtype) else {
@@ -70,7 +76,7 @@ impl Histograms {
             let best = (8..=MAX_SHARED_SYM_BITS.min(width))
                 .map(|s| {
                     let mut hist = symbol_histogram(top16, width, s);
-                    hist.push((n / ESCAPE_SHARE).max(1));
+                    hist.push(if escape { (n / ESCAPE_SHARE).max(1) } else { 0 });
                     let book = Codebook::from_histogram(s, &hist);
                     let bits = huffman::coded_bits(&hist, &book.lens) + n * (width - s) as u64;
                     (bits, book)
