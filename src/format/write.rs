@@ -48,7 +48,8 @@ pub struct TensorStats {
     pub index_bytes: u64,
     /// Coded symbol width, `None` when stored verbatim.
     pub sym_bits: Option<u32>,
-    /// Order-0 entropy bound of the chosen split, in bits: symbol entropy plus raw bits.
+    /// Order-0 entropy bound of the chosen split, in bits: symbol entropy plus raw bits (NaN
+    /// for single-stage coding, which takes no histogram; `Archive::stats` measures it).
     pub bound_bits: f64,
     /// Stream size with unlimited Huffman codes, in bits (to measure the cost of the length cap).
     pub unlimited_bits: u64,
@@ -176,14 +177,16 @@ pub fn shared_name(dtype: &str) -> String {
     format!("__vramzip__.codebook.{dtype}")
 }
 
-type Coded = (Layout, Codebook, Encoded, Option<String>);
+/// A coded tensor: layout, code, parts, the shared book's tensor name (None: its own table), and
+/// the symbol histogram when one was taken (not in single-stage coding).
+type Coded = (Layout, Codebook, Encoded, Option<String>, Option<Vec<u64>>);
 
 /// The tensor's own best code (three stages: histogram, code, table), or `None` to store it.
 fn own_code(bytes: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Coded>> {
     Ok(match codec::choose(bytes, width, chunk_groups)? {
         Some(choice) => {
             let enc = codec::encode(bytes, &choice.layout, &choice.codebook)?;
-            Some((choice.layout, choice.codebook, enc, None))
+            Some((choice.layout, choice.codebook, enc, None, Some(choice.hist)))
         }
         None => None,
     })
@@ -247,7 +250,7 @@ pub fn compress_file(
                 // single stage; the rare tensor whose escapes overflow a chunk gets its own code
                 match codec::shared::encode_with(&bytes, width, book, opts.chunk_groups) {
                     Ok((layout, enc)) => {
-                        Some((layout, book.clone(), enc, Some(shared_name(&t.dtype))))
+                        Some((layout, book.clone(), enc, Some(shared_name(&t.dtype)), None))
                     }
                     Err(_) => own_code(&bytes, width, opts.chunk_groups)?,
                 }
@@ -256,7 +259,7 @@ pub fn compress_file(
             (None, _) => None,
         };
         let coding = match coded {
-            Some((layout, book, enc, shared)) => {
+            Some((layout, book, enc, shared, hist)) => {
                 let table = match &shared {
                     None => book.to_bytes(),
                     Some(name) => {
@@ -268,12 +271,18 @@ pub fn compress_file(
                 };
                 let blob = [&enc.chunk_bits[..], &enc.stream, &enc.raw, &table].concat();
                 out.put_u8(t.name.clone(), &blob)?;
-                let hist = codec::symbol_histogram(
-                    &codec::top16_histogram(&bytes, layout.width),
-                    layout.width,
-                    layout.sym_bits,
+                let mut st = tensor_stats(
+                    &t.name,
+                    &t.dtype,
+                    &layout,
+                    hist.as_deref().unwrap_or(&[]),
+                    &book,
+                    &enc,
                 );
-                let mut st = tensor_stats(&t.name, &t.dtype, &layout, &hist, &book, &enc);
+                if hist.is_none() {
+                    // single stage takes no histogram, so there is no bound to report
+                    (st.bound_bits, st.unlimited_bits, st.capped_bits) = (f64::NAN, 0, 0);
+                }
                 if shared.is_some() {
                     st.compressed_bytes -= book.to_bytes().len() as u64;
                     st.index_bytes -= book.to_bytes().len() as u64;
