@@ -1,6 +1,6 @@
 """Make an LLM-shaped bf16 safetensors file whose values come from real trained weights.
 
-usage: make_llm_shaped.py REAL_BF16.safetensors OUT.safetensors [--blocks N] [--seed S]
+usage: make_llm_shaped.py REAL_BF16.safetensors OUT.safetensors [--blocks N] [--first-block K] [--seed S]
 
 Each output tensor has the shape of one Llama-3-8B transformer block's linear layers (q, k, v, o:
 4096x4096, 1024x4096 for k and v; gate, up: 14336x4096; down: 4096x14336), filled by sampling
@@ -42,10 +42,11 @@ def main(argv):
     src, dst = argv[0], argv[1]
     blocks = int(argv[argv.index("--blocks") + 1]) if "--blocks" in argv else 1
     seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
+    first = int(argv[argv.index("--first-block") + 1]) if "--first-block" in argv else 0
     pool = read_bf16_matrices(src)
     rng = np.random.default_rng(seed)
     header, chunks, offset = {}, [], 0
-    for b in range(blocks):
+    for b in range(first, first + blocks):
         for name, shape in SHAPES:
             count = shape[0] * shape[1]
             values = pool[rng.integers(0, len(pool), size=count)]

@@ -37,4 +37,5 @@ pub mod error;
 
 pub use error::{Error, Result};
 pub mod format;
+pub mod fuzz;
 pub mod gpu;

@@ -1,6 +1,5 @@
 //! Reading a compressed file: only the header at open, tensors on demand with positioned reads.
 
-use super::write::TempPath;
 use super::{
     Coding, FORMAT_VERSION, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor,
     checksum, read_header,
@@ -9,7 +8,7 @@ use crate::codec::{self, Codebook, Encoded, Layout};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -334,12 +333,7 @@ impl Archive {
     /// into place). Every tensor's checksum is checked. `progress` gets the bytes done so far.
     pub fn decompress_to(&self, output: &Path, progress: &dyn Fn(u64)) -> Result<()> {
         let head = self.original_header()?;
-        let tmp = TempPath::beside(output, "vramzip");
-        let file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
-        let mut w = BufWriter::new(file);
-        w.write_all(&(head.len() as u64).to_le_bytes())
-            .map_err(|e| Error::io(&tmp.0, e))?;
-        w.write_all(&head).map_err(|e| Error::io(&tmp.0, e))?;
+        let (tmp, mut w) = super::write::start_file(output, &head)?;
         let mut done = 0;
         for t in &self.tensors {
             let bytes = self.decode(t)?;

@@ -147,6 +147,18 @@ impl Out {
     }
 }
 
+/// Starts writing a safetensors file under a temporary name beside `output`: its header length
+/// and header. The caller writes the data, then [`TempPath::persist`]s it.
+pub(crate) fn start_file(output: &Path, head: &[u8]) -> Result<(TempPath, BufWriter<File>)> {
+    let tmp = TempPath::beside(output, "vramzip");
+    let file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
+    let mut w = BufWriter::new(file);
+    w.write_all(&(head.len() as u64).to_le_bytes())
+        .map_err(|e| Error::io(&tmp.0, e))?;
+    w.write_all(head).map_err(|e| Error::io(&tmp.0, e))?;
+    Ok((tmp, w))
+}
+
 /// A temporary path beside `path`, removed on drop unless it was renamed into place.
 pub(crate) struct TempPath(pub PathBuf);
 
@@ -341,12 +353,7 @@ pub fn compress_file(
     // safetensors pads the header with spaces so the data section starts 8-byte aligned
     head.resize(head.len().next_multiple_of(8), b' ');
 
-    let tmp = TempPath::beside(output, "vramzip");
-    let final_file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
-    let mut w = BufWriter::new(final_file);
-    w.write_all(&(head.len() as u64).to_le_bytes())
-        .map_err(|e| Error::io(&tmp.0, e))?;
-    w.write_all(&head).map_err(|e| Error::io(&tmp.0, e))?;
+    let (tmp, mut w) = start_file(output, &head)?;
     let mut data = File::open(&data_tmp.0).map_err(|e| Error::io(&data_tmp.0, e))?;
     std::io::copy(&mut data, &mut w).map_err(|e| Error::io(&tmp.0, e))?;
     let final_file = w

@@ -52,6 +52,20 @@ struct Coded {
     blocks: u64,
 }
 
+impl Coded {
+    /// Bindings 1 to 6 of the decode shader, in order.
+    fn buffers(&self) -> [&wgpu::Buffer; 6] {
+        [
+            &self.pieces,
+            &self.block_info,
+            &self.chunk_bits,
+            &self.stream,
+            &self.raw,
+            &self.table,
+        ]
+    }
+}
+
 /// Tensors stored verbatim: their bytes, and (source, destination, length) of each copy.
 type Stored = (wgpu::Buffer, Vec<(u64, u64, u64)>);
 
@@ -343,17 +357,7 @@ impl GpuContext {
         }
         let mut resident = stored.as_ref().map_or(0, |s| s.0.size());
         if let Some(c) = &coded {
-            resident += [
-                &c.pieces,
-                &c.block_info,
-                &c.chunk_bits,
-                &c.stream,
-                &c.raw,
-                &c.table,
-            ]
-            .iter()
-            .map(|b| b.size())
-            .sum::<u64>();
+            resident += c.buffers().iter().map(|b| b.size()).sum::<u64>();
         }
         Ok(GpuGroup {
             slices: b.slices,
@@ -415,17 +419,8 @@ impl GpuContext {
                     contents: bytemuck::cast_slice(&params),
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
-            let whole = [
-                &params,
-                &c.pieces,
-                &c.block_info,
-                &c.chunk_bits,
-                &c.stream,
-                &c.raw,
-                &c.table,
-            ];
+            let whole = std::iter::once(&params).chain(c.buffers());
             let mut entries: Vec<_> = whole
-                .iter()
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry {
                     binding: i as u32,
