@@ -18,60 +18,79 @@ fn every_shader_validates_and_translates_to_all_backends() {
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
 
-        let words = spv::write_vec(&module, &info, &spv::Options::default(), None)
-            .unwrap_or_else(|e| panic!("{name} SPIR-V: {e}"));
-        assert!(words.len() > 100, "{name}: SPIR-V suspiciously short");
-
-        let (metal, _) = msl::write_string(
-            &module,
-            &info,
-            &msl::Options::default(),
-            &msl::PipelineOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{name} MSL: {e}"));
-        assert!(metal.contains("kernel"), "{name}: no kernel in MSL");
-
-        let mut hlsl_out = String::new();
-        hlsl::Writer::new(
-            &mut hlsl_out,
-            &hlsl::Options::default(),
-            &hlsl::PipelineOptions::default(),
-        )
-        .write(&module, &info, None)
-        .unwrap_or_else(|e| panic!("{name} HLSL: {e}"));
-        assert!(
-            hlsl_out.contains("numthreads"),
-            "{name}: no entry point in HLSL"
-        );
-
-        for ep in &module.entry_points {
-            let mut glsl_out = String::new();
-            let options = glsl::Options {
-                version: glsl::Version::Embedded {
-                    version: 310,
-                    is_webgl: false,
-                },
-                ..Default::default()
-            };
-            let pipeline = glsl::PipelineOptions {
-                shader_stage: ep.stage,
-                entry_point: ep.name.clone(),
-                multiview: None,
-            };
-            glsl::Writer::new(
-                &mut glsl_out,
-                &module,
-                &info,
-                &options,
-                &pipeline,
-                naga::proc::BoundsCheckPolicies::default(),
-            )
-            .and_then(|mut w| w.write().map(|_| ()))
-            .unwrap_or_else(|e| panic!("{name} GLSL ({}): {e}", ep.name));
-            assert!(
-                glsl_out.contains("local_size_x"),
-                "{name}: no compute layout in GLSL"
-            );
+        // every specialization a pipeline is built with: override constants all 0, and all 1
+        let names: Vec<String> = module
+            .overrides
+            .iter()
+            .filter_map(|(_, o)| o.name.clone())
+            .collect();
+        for value in [0.0, 1.0] {
+            let mut constants = naga::back::PipelineConstants::default();
+            for n in &names {
+                constants.insert(n.clone(), value);
+            }
+            let (module, info) =
+                naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+                    .unwrap_or_else(|e| panic!("{name} with overrides {value}: {e}"));
+            translate_everywhere(name, &module, &info);
         }
+    }
+}
+
+fn translate_everywhere(name: &str, module: &naga::Module, info: &naga::valid::ModuleInfo) {
+    let words = spv::write_vec(module, info, &spv::Options::default(), None)
+        .unwrap_or_else(|e| panic!("{name} SPIR-V: {e}"));
+    assert!(words.len() > 100, "{name}: SPIR-V suspiciously short");
+
+    let (metal, _) = msl::write_string(
+        module,
+        info,
+        &msl::Options::default(),
+        &msl::PipelineOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name} MSL: {e}"));
+    assert!(metal.contains("kernel"), "{name}: no kernel in MSL");
+
+    let mut hlsl_out = String::new();
+    hlsl::Writer::new(
+        &mut hlsl_out,
+        &hlsl::Options::default(),
+        &hlsl::PipelineOptions::default(),
+    )
+    .write(module, info, None)
+    .unwrap_or_else(|e| panic!("{name} HLSL: {e}"));
+    assert!(
+        hlsl_out.contains("numthreads"),
+        "{name}: no entry point in HLSL"
+    );
+
+    for ep in &module.entry_points {
+        let mut glsl_out = String::new();
+        let options = glsl::Options {
+            version: glsl::Version::Embedded {
+                version: 310,
+                is_webgl: false,
+            },
+            ..Default::default()
+        };
+        let pipeline = glsl::PipelineOptions {
+            shader_stage: ep.stage,
+            entry_point: ep.name.clone(),
+            multiview: None,
+        };
+        glsl::Writer::new(
+            &mut glsl_out,
+            module,
+            info,
+            &options,
+            &pipeline,
+            naga::proc::BoundsCheckPolicies::default(),
+        )
+        .and_then(|mut w| w.write().map(|_| ()))
+        .unwrap_or_else(|e| panic!("{name} GLSL ({}): {e}", ep.name));
+        assert!(
+            glsl_out.contains("local_size_x"),
+            "{name}: no compute layout in GLSL"
+        );
     }
 }

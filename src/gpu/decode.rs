@@ -50,6 +50,7 @@ struct Coded {
     raw: wgpu::Buffer,
     table: wgpu::Buffer,
     blocks: u64,
+    escapes: bool,
 }
 
 impl Coded {
@@ -113,6 +114,7 @@ struct Builder {
     raw: Vec<u8>,
     table: Vec<u8>,
     tables: HashMap<u64, u32>,
+    escapes: bool,
     stored: Vec<u8>,
     copies: Vec<(u64, u64, u64)>,
     slices: Vec<Slice>,
@@ -285,6 +287,7 @@ impl GpuContext {
                 let table_base = match b.tables.get(&parts.table.0) {
                     Some(&base) => base,
                     None => {
+                        b.escapes |= lut.iter().any(|&e| e & 0x8000 != 0);
                         let base = (b.table.len() / 4) as u32;
                         b.table.extend_from_slice(bytemuck::cast_slice(&lut));
                         b.tables.insert(parts.table.0, base);
@@ -350,6 +353,7 @@ impl GpuContext {
             raw: self.buffer("raw plane", b.raw),
             table: self.buffer("decode tables", b.table),
             blocks: b.block_info.len() as u64,
+            escapes: b.escapes,
         });
         let stored = (!b.copies.is_empty()).then(|| (self.buffer("stored", b.stored), b.copies));
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -444,7 +448,11 @@ impl GpuContext {
                 label: Some("vramzip decode"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&self.kernels.decode);
+            pass.set_pipeline(if c.escapes {
+                &self.kernels.decode_escapes
+            } else {
+                &self.kernels.decode
+            });
             pass.set_bind_group(0, &bind, &[]);
             let max = self.limits.max_compute_workgroups_per_dimension as u64;
             pass.dispatch_workgroups(c.blocks.min(max) as u32, c.blocks.div_ceil(max) as u32, 1);

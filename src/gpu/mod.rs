@@ -72,7 +72,10 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<String>> {
 #[derive(Debug)]
 pub struct Kernels {
     decode_layout: wgpu::BindGroupLayout,
+    /// Decode for groups whose tables have no escape (per-tensor codebooks).
     decode: wgpu::ComputePipeline,
+    /// Decode for groups with a shared codebook's escape.
+    decode_escapes: wgpu::ComputePipeline,
     copy_layout: wgpu::BindGroupLayout,
     copy: wgpu::ComputePipeline,
 }
@@ -204,12 +207,14 @@ fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-fn pipeline(
+/// A bind group layout and one pipeline per set of override constants.
+fn pipelines(
     device: &wgpu::Device,
     name: &str,
     source: &str,
     entries: &[wgpu::BindGroupLayoutEntry],
-) -> (wgpu::BindGroupLayout, wgpu::ComputePipeline) {
+    variants: &[&[(&str, f64)]],
+) -> (wgpu::BindGroupLayout, Vec<wgpu::ComputePipeline>) {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
         source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -223,15 +228,23 @@ fn pipeline(
         bind_group_layouts: &[Some(&bind_layout)],
         immediate_size: 0,
     });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(name),
-        layout: Some(&layout),
-        module: &module,
-        entry_point: None,
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    (bind_layout, pipeline)
+    let pipelines = variants
+        .iter()
+        .map(|constants| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: None,
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
+                cache: None,
+            })
+        })
+        .collect();
+    (bind_layout, pipelines)
 }
 
 impl Kernels {
@@ -248,16 +261,26 @@ impl Kernels {
         }];
         entries.extend((1..=6).map(|b| storage_entry(b, true)));
         entries.push(storage_entry(7, false));
-        let (decode_layout, decode) = pipeline(device, "decode", shaders::DECODE, &entries);
-        let (copy_layout, copy) = pipeline(
+        let (decode_layout, mut decode) = pipelines(
+            device,
+            "decode",
+            shaders::DECODE,
+            &entries,
+            &[&[("ESCAPES", 0.0)], &[("ESCAPES", 1.0)]],
+        );
+        let (decode_escapes, decode) = (decode.remove(1), decode.remove(0));
+        let (copy_layout, mut copy) = pipelines(
             device,
             "copy",
             shaders::COPY,
             &[storage_entry(0, true), storage_entry(1, false)],
+            &[&[]],
         );
+        let copy = copy.remove(0);
         Kernels {
             decode_layout,
             decode,
+            decode_escapes,
             copy_layout,
             copy,
         }
