@@ -18,7 +18,7 @@ for cg in 1024 256 64; do
     "$bin" bench "$minilm" --chunk-groups $cg --json > "$out/bench-minilm-cg$cg.json"
     "$bin" bench "$llm" --chunk-groups $cg --json > "$out/bench-llm-cg$cg.json"
 done
-"$bin" bench "$minilm" --backend gl --json > "$out/bench-minilm-gl.json" 2> "$out/bench-minilm-gl.err" || true
+"$bin" bench "$minilm" --backend all --json > "$out/bench-minilm-all.json" 2> "$out/bench-minilm-all.err" || true
 "$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
 if [ -n "$crit" ]; then
     VRAMZIP_BENCH_FILE="$llm" "$crit" --bench 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
@@ -30,7 +30,7 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*.json"))):
         d = json.load(open(f))
     except Exception as e:
         print(os.path.basename(f), "unreadable:", e); continue
-    g = d.get("gpu") or {}
+    g = (d.get("gpu") or [{}])[0]
     print(f"{os.path.basename(f):28} ratio {d['file_ratio']:.4f} cpu dec {d['cpu_decode_mb_s']:.0f} MB/s | "
           f"gpu dec {g.get('decode_gb_s', 0):.1f} GB/s, copy {g.get('copy_gb_s', 0):.1f}, shader copy {g.get('shader_copy_gb_s', 0):.1f}, "
           f"dec/copy {g.get('decode_over_copy', 0):.3f}, dec/shader {g.get('decode_over_shader_copy', 0):.3f}, "

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every test.
 # GPU tests run on a real adapter; on a machine without a GPU that is Mesa's lavapipe (a software
-# Vulkan device), installed here when no Vulkan driver is present. They never skip.
+# Vulkan device) and llvmpipe (OpenGL), installed here when missing. They never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
-    echo "no Vulkan driver found: installing Mesa's software Vulkan driver (mesa-vulkan-drivers)"
+# Vulkan (lavapipe) and OpenGL through EGL (llvmpipe): the GPU tests run on both backends.
+missing=""
+ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1 || missing="mesa-vulkan-drivers"
+ls /usr/share/glvnd/egl_vendor.d/*mesa*.json >/dev/null 2>&1 || missing="$missing libegl-mesa0 libgl1-mesa-dri"
+if [ -n "$missing" ]; then
+    echo "installing Mesa's software GPU drivers: $missing"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 # the Vulkan loader complains on stderr without it; harmless, but noisy
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"

@@ -306,3 +306,13 @@ fn shared_codebooks_and_escapes_decode_on_the_gpu() {
     format::compress_file(&odd, &vz, &only_small, &|_| {}).unwrap();
     check_all(ctx(), &Archive::open(&vz).unwrap());
 }
+
+#[test]
+fn the_gl_backend_decodes_bit_exact_too() {
+    let gl = GpuContext::new(&GpuOptions { backend: Some("gl".into()), ..Default::default() }).unwrap_or_else(|e| {
+        panic!("no OpenGL adapter: {e}. Install one (apt-get install libegl-mesa0 libgl1-mesa-dri) rather than skipping.")
+    });
+    assert_eq!(gl.info.backend, wgpu::Backend::Gl);
+    let (_, archive) = compressed("gpu-gl", &sample(), 64);
+    check_all(&gl, &archive);
+}

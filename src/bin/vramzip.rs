@@ -584,16 +584,31 @@ fn bench_in(
     }
     let decode_s = t1.elapsed().as_secs_f64();
     let exact = decoded == original;
-    let gpu = match GpuContext::new(gpu_opts) {
-        Ok(ctx) => Some(gpu::bench::bench_file(
-            &ctx, input, &archive, &original, 1.0,
-        )?),
-        Err(e) => {
-            eprintln!("warning: no GPU figures: {e}");
-            None
-        }
+    // `--backend all`: every backend that has an adapter here, one after another
+    let backends: Vec<Option<String>> = match gpu_opts.backend.as_deref() {
+        Some("all") => ["vulkan", "metal", "dx12", "gl"]
+            .iter()
+            .map(|b| Some(b.to_string()))
+            .collect(),
+        other => vec![other.map(String::from)],
     };
-    let gpu_exact = gpu.as_ref().is_none_or(|g| g.bit_exact);
+    let mut gpu = Vec::new();
+    for backend in backends {
+        let opts = GpuOptions {
+            backend: backend.clone(),
+            ..gpu_opts.clone()
+        };
+        match GpuContext::new(&opts) {
+            Ok(ctx) => gpu.push(gpu::bench::bench_file(
+                &ctx, input, &archive, &original, 1.0,
+            )?),
+            Err(e) => eprintln!(
+                "warning: no GPU figures{}: {e}",
+                backend.map(|b| format!(" for {b}")).unwrap_or_default()
+            ),
+        }
+    }
+    let gpu_exact = gpu.iter().all(|g| g.bit_exact);
     let tot = totals(&stats.tensors);
     let coded: u64 = stats
         .tensors
@@ -609,7 +624,7 @@ fn bench_in(
             "input_bytes": stats.input_bytes, "output_bytes": stats.output_bytes, "file_ratio": file_ratio,
             "data": tot.json(), "metadata_pct_of_output": meta_pct,
             "cpu_encode_mb_s": mbps(tot.original, encode_s), "cpu_decode_mb_s": mbps(tot.original, decode_s),
-            "coded_bytes": coded, "bit_exact": exact, "gpu": gpu.as_ref().map(gpu_json)});
+            "coded_bytes": coded, "bit_exact": exact, "gpu": gpu.iter().map(gpu_json).collect::<Vec<_>>()});
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!("file              {}", input.display());
@@ -643,7 +658,7 @@ fn bench_in(
         );
         println!("cpu decode        {:.0} MB/s", mbps(tot.original, decode_s));
         println!("cpu bit-exact     {}", if exact { "yes" } else { "NO" });
-        if let Some(g) = &gpu {
+        for g in &gpu {
             println!("gpu               {}", g.adapter);
             println!(
                 "gpu decode        {:.2} GB/s decoded ({} of {:.3} ms)",
