@@ -29,6 +29,8 @@ pub struct GpuBench {
     /// Loading the compressed file to VRAM as ready-to-use weights: read, upload, decode on the
     /// GPU, wait (wall time, best of three, the file in the page cache).
     pub load_compressed_s: f64,
+    /// Loading the compressed file decoded on the CPU, then uploaded (wall time, best of three).
+    pub load_cpu_decoded_s: f64,
     /// Whether the GPU output equals the original bytes.
     pub bit_exact: bool,
 }
@@ -120,42 +122,9 @@ pub fn bench_file(
     let once = ctx.time(1, &mut shader_rec)?;
     let shader_copy = ctx.time(iterations_for(once.seconds, budget_s), &mut shader_rec)?;
 
-    let load_raw_s = best_of_three(|| {
-        let file = std::fs::File::open(input).map_err(|e| Error::Io {
-            path: input.into(),
-            source: e,
-        })?;
-        let header = crate::format::read_header(&file, input)?;
-        let len = header.tensors.last().map_or(0, |t| t.end);
-        let mut data = vec![0u8; super::decode::padded(len) as usize];
-        std::os::unix::fs::FileExt::read_exact_at(
-            &file,
-            &mut data[..len as usize],
-            header.data_start,
-        )
-        .map_err(|e| Error::Io {
-            path: input.into(),
-            source: e,
-        })?;
-        let buffer = ctx.output_buffer(data.len() as u64)?;
-        ctx.queue.write_buffer(&buffer, 0, &data);
-        ctx.queue.submit([]);
-        ctx.wait()
-    })?;
-    let load_compressed_s = best_of_three(|| {
-        let archive = Archive::open(archive.path())?;
-        let entries: Vec<_> = archive.tensors.iter().collect();
-        let groups = ctx.upload(&archive, &entries)?;
-        let out = ctx.output_buffer(total)?;
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        let mut off = 0;
-        for g in &groups {
-            ctx.record_decode(&mut encoder, g, &out, off)?;
-            off += g.output_bytes;
-        }
-        ctx.queue.submit([encoder.finish()]);
-        ctx.wait()
-    })?;
+    let load_raw_s = best_of_three(|| load_raw(ctx, input))?;
+    let load_compressed_s = best_of_three(|| load_gpu_decoded(ctx, archive.path()))?;
+    let load_cpu_decoded_s = best_of_three(|| load_cpu_decoded(ctx, archive.path()))?;
     Ok(GpuBench {
         adapter: ctx.describe(),
         decoded_bytes: total,
@@ -166,6 +135,59 @@ pub fn bench_file(
         shader_copy_bytes,
         load_raw_s,
         load_compressed_s,
+        load_cpu_decoded_s,
         bit_exact,
     })
+}
+
+/// Loads an uncompressed safetensors file into VRAM: reads its data section and uploads it,
+/// waiting until the GPU has it.
+pub fn load_raw(ctx: &GpuContext, path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })?;
+    let header = crate::format::read_header(&file, path)?;
+    let len = header.tensors.last().map_or(0, |t| t.end);
+    let mut data = vec![0u8; super::decode::padded(len) as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut data[..len as usize], header.data_start)
+        .map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+    let buffer = ctx.output_buffer(data.len() as u64)?;
+    ctx.queue.write_buffer(&buffer, 0, &data);
+    ctx.queue.submit([]);
+    ctx.wait()
+}
+
+/// Loads a compressed file into VRAM as ready-to-use weights: compressed parts uploaded, decoded
+/// on the GPU.
+pub fn load_gpu_decoded(ctx: &GpuContext, path: &Path) -> Result<()> {
+    let archive = Archive::open(path)?;
+    let entries: Vec<_> = archive.tensors.iter().collect();
+    let groups = ctx.upload(&archive, &entries)?;
+    let out = ctx.output_buffer(groups.iter().map(|g| g.output_bytes).sum())?;
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    let mut off = 0;
+    for g in &groups {
+        ctx.record_decode(&mut encoder, g, &out, off)?;
+        off += g.output_bytes;
+    }
+    ctx.queue.submit([encoder.finish()]);
+    ctx.wait()
+}
+
+/// Loads a compressed file into VRAM the old way: decoded on the CPU, then uploaded.
+pub fn load_cpu_decoded(ctx: &GpuContext, path: &Path) -> Result<()> {
+    let archive = Archive::open(path)?;
+    let mut data = Vec::new();
+    for t in &archive.tensors {
+        data.extend(archive.decode(t)?);
+        data.resize(super::decode::padded(data.len() as u64) as usize, 0);
+    }
+    let buffer = ctx.output_buffer(data.len() as u64)?;
+    ctx.queue.write_buffer(&buffer, 0, &data);
+    ctx.queue.submit([]);
+    ctx.wait()
 }
