@@ -316,3 +316,28 @@ fn the_gl_backend_decodes_bit_exact_too() {
     let (_, archive) = compressed("gpu-gl", &sample(), 64);
     check_all(&gl, &archive);
 }
+
+#[test]
+fn bench_command_reports_json_and_draws_a_plot() {
+    let dir = tmpdir("bench-cli");
+    let svg = dir.join("bench.svg");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+        .args(["bench", "--json", "--plot", svg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["bit_exact"], true);
+    let gpu = &doc["gpu"][0];
+    assert_eq!(gpu["bit_exact"], true);
+    assert!(gpu["decode_gb_s"].as_f64().unwrap() > 0.0 && gpu["copy_gb_s"].as_f64().unwrap() > 0.0);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        plot.starts_with("<svg") && plot.contains("Load to VRAM"),
+        "not the plot"
+    );
+}

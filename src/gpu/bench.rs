@@ -11,6 +11,8 @@ use std::path::Path;
 pub struct GpuBench {
     /// Adapter, backend and driver.
     pub adapter: String,
+    /// The backend alone (`Vulkan`, `Metal`, `Dx12`, `Gl`).
+    pub backend: String,
     /// Decoded bytes per decode of the whole file.
     pub decoded_bytes: u64,
     /// Compressed bytes resident in VRAM.
@@ -127,6 +129,7 @@ pub fn bench_file(
     let load_cpu_decoded_s = best_of_three(|| load_cpu_decoded(ctx, archive.path()))?;
     Ok(GpuBench {
         adapter: ctx.describe(),
+        backend: format!("{:?}", ctx.info.backend),
         decoded_bytes: total,
         resident_bytes: groups.iter().map(|g| g.resident_bytes).sum(),
         decode,

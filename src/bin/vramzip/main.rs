@@ -1,5 +1,7 @@
 //! The `vramzip` command line: parses, calls the library, prints.
 
+mod plot;
+
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -86,6 +88,9 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also draw the throughput and load-time comparison into this SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
         /// Groups per chunk used for the compression (see `compress --help`).
         #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS)]
         chunk_groups: usize,
@@ -309,10 +314,12 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
         Cmd::Bench {
             file,
             json,
+            plot,
             chunk_groups,
         } => bench(
             file,
             json,
+            plot.as_deref(),
             &CompressOptions {
                 chunk_groups,
                 ..Default::default()
@@ -508,6 +515,7 @@ fn default_sample() -> PathBuf {
 fn bench(
     file: Option<PathBuf>,
     json: bool,
+    plot: Option<&Path>,
     opts: &CompressOptions,
     gpu_opts: &GpuOptions,
 ) -> Result<ExitCode> {
@@ -518,7 +526,7 @@ fn bench(
         source: e,
     })?;
     let out = dir.join("bench.vz.safetensors");
-    let result = bench_in(&input, &out, json, opts, gpu_opts);
+    let result = bench_in(&input, &out, json, plot, opts, gpu_opts);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -527,6 +535,7 @@ fn bench_in(
     input: &Path,
     out: &Path,
     json: bool,
+    plot: Option<&Path>,
     opts: &CompressOptions,
     gpu_opts: &GpuOptions,
 ) -> Result<ExitCode> {
@@ -695,6 +704,17 @@ fn bench_in(
                 "gpu bit-exact     {}",
                 if g.bit_exact { "yes" } else { "NO" }
             );
+        }
+    }
+    if let Some(path) = plot {
+        let title = format!(
+            "vramzip bench {} (ratio {:.4})",
+            input.display(),
+            file_ratio
+        );
+        plot::plot(path, &title, tot.original as f64 / decode_s / 1e9, &gpu)?;
+        if !json {
+            println!("plot              {}", path.display());
         }
     }
     Ok(if exact && gpu_exact {
