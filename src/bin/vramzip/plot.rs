@@ -14,8 +14,11 @@ const FONTS: &[&str] = &[
 ];
 
 fn register_font() -> Result<()> {
-    let bytes = FONTS.iter().find_map(|p| std::fs::read(p).ok()).ok_or_else(|| {
-        Error::InvalidArgument(format!("--plot needs a TrueType font at one of {FONTS:?} (Debian: apt-get install fonts-dejavu-core)"))
+    let chosen = std::env::var("VRAMZIP_FONT").ok();
+    let bytes = chosen.iter().map(String::as_str).chain(FONTS.iter().copied()).find_map(|p| std::fs::read(p).ok()).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "--plot needs a TrueType font: set VRAMZIP_FONT, or install one at one of {FONTS:?} (Debian: apt-get install fonts-dejavu-core)"
+        ))
     })?;
     // plotters keeps the font for the life of the process
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());

@@ -1,0 +1,58 @@
+"""Compress the same files with vramzip's peers that install from PyPI (ZipNN, zstd) and print
+their ratios and speeds as JSON. Run by scripts/peers.sh inside its own virtual environment.
+
+usage: peers.py FILE.safetensors...
+"""
+import json
+import struct
+import sys
+import time
+
+import zstandard
+from zipnn import ZipNN
+
+
+def dominant_dtype(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    sizes = {}
+    for k, v in header.items():
+        if k != "__metadata__":
+            s, e = v["data_offsets"]
+            sizes[v["dtype"]] = sizes.get(v["dtype"], 0) + e - s
+    return max(sizes, key=sizes.get)
+
+
+def timed(f, *a):
+    t0 = time.perf_counter()
+    r = f(*a)
+    return r, time.perf_counter() - t0
+
+
+def main(paths):
+    out = []
+    for p in paths:
+        data = open(p, "rb").read()
+        row = {"file": p, "bytes": len(data)}
+        dtype = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}.get(dominant_dtype(p), "bfloat16")
+        # ZipNN 0.5.4 round-trips only given a bytearray and a fresh instance to decompress with
+        packed, t_c = timed(ZipNN(input_format="byte", bytearray_dtype=dtype).compress, bytearray(data))
+        back, t_d = timed(ZipNN(input_format="byte", bytearray_dtype=dtype).decompress, packed)
+        assert bytes(back) == data, "ZipNN round trip failed"
+        row["zipnn"] = {"version": "0.5.4", "dtype": dtype, "ratio": len(packed) / len(data),
+                        "compress_mb_s": len(data) / t_c / 1e6, "decompress_mb_s": len(data) / t_d / 1e6}
+        levels = [3, 19] if len(data) < 100_000_000 else [3]
+        for level in levels:
+            packed, t_c = timed(zstandard.ZstdCompressor(level=level).compress, data)
+            back, t_d = timed(zstandard.ZstdDecompressor().decompress, packed)
+            assert back == data
+            row[f"zstd-{level}"] = {"ratio": len(packed) / len(data), "compress_mb_s": len(data) / t_c / 1e6,
+                                    "decompress_mb_s": len(data) / t_d / 1e6}
+        out.append(row)
+        print(f"{p}: zipnn {row['zipnn']['ratio']:.4f}, zstd-3 {row['zstd-3']['ratio']:.4f}", file=sys.stderr)
+    json.dump(out, sys.stdout, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
