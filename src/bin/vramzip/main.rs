@@ -83,9 +83,9 @@ enum Cmd {
     /// Compress, decode and check a file (default: the real-weights sample in assets/), and report
     /// ratio, bound and throughputs.
     Bench {
-        /// An uncompressed .safetensors file.
+        /// An uncompressed .safetensors file, or a directory of them (each shard in turn).
         file: Option<PathBuf>,
-        /// Print JSON instead of a table.
+        /// Print JSON instead of a table (one line a file).
         #[arg(long)]
         json: bool,
         /// Also draw the throughput and load-time comparison into this SVG file.
@@ -526,7 +526,26 @@ fn bench(
         source: e,
     })?;
     let out = dir.join("bench.vz.safetensors");
-    let result = bench_in(&input, &out, json, plot, opts, gpu_opts);
+    // a directory (a sharded model): every shard in turn, one table (or JSON line) each, and one
+    // plot each, named after the shard
+    let result = if input.is_dir() {
+        let mut code = ExitCode::SUCCESS;
+        for shard in safetensors_files(std::slice::from_ref(&input))? {
+            let plot = plot.map(|p| {
+                let stem = shard.file_stem().unwrap_or_default().to_string_lossy();
+                p.with_file_name(format!(
+                    "{}-{stem}.svg",
+                    p.file_stem().unwrap_or_default().to_string_lossy()
+                ))
+            });
+            if bench_in(&shard, &out, json, plot.as_deref(), opts, gpu_opts)? != ExitCode::SUCCESS {
+                code = ExitCode::from(1);
+            }
+        }
+        Ok(code)
+    } else {
+        bench_in(&input, &out, json, plot, opts, gpu_opts)
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -634,7 +653,7 @@ fn bench_in(
             "data": tot.json(), "metadata_pct_of_output": meta_pct,
             "cpu_encode_mb_s": mbps(tot.original, encode_s), "cpu_decode_mb_s": mbps(tot.original, decode_s),
             "coded_bytes": coded, "bit_exact": exact, "gpu": gpu.iter().map(gpu_json).collect::<Vec<_>>()});
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        println!("{}", serde_json::to_string(&doc).unwrap_or_default());
     } else {
         println!("file              {}", input.display());
         println!(
