@@ -272,6 +272,7 @@ fn cli_codebook_build_and_shared_compression_of_a_sharded_model() {
     std::fs::write(&cb, b"VZCB\x01garbage-garbage").unwrap();
     let out = run(&[
         "compress",
+        "--force",
         &s(&src.join("a.safetensors")),
         "-o",
         &s(&one),

@@ -193,12 +193,27 @@ fn cli_commands_and_exit_codes() {
     // usage errors exit 2, failures exit 1 with one `error:` line
     assert_eq!(vramzip(&["compress"]).status.code(), Some(2));
     assert_eq!(vramzip(&["frobnicate"]).status.code(), Some(2));
+    // an existing output is refused unless --force, and left as it was
+    let before = std::fs::read(&vz).unwrap();
+    let again = vramzip(&["compress", sample().to_str().unwrap(), "-o", vz_s]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&vz).unwrap(), before);
+    let forced = vramzip(&[
+        "compress",
+        "--force",
+        sample().to_str().unwrap(),
+        "-o",
+        vz_s,
+    ]);
+    assert!(forced.status.success());
     let missing = vramzip(&["inspect", dir.join("nope").to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(1));
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.starts_with("error: ") && err.contains("nope"), "{err}");
     let bad_cg = vramzip(&[
         "compress",
+        "--force",
         sample().to_str().unwrap(),
         "-o",
         vz_s,

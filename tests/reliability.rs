@@ -79,6 +79,7 @@ fn killing_the_tool_never_leaves_a_truncated_file() {
         let mut child = std::process::Command::new(exe)
             .args([
                 "compress",
+                "--force",
                 src.to_str().unwrap(),
                 "-o",
                 vz.to_str().unwrap(),
@@ -119,6 +120,7 @@ fn killing_the_tool_never_leaves_a_truncated_file() {
         let mut child = std::process::Command::new(exe)
             .args([
                 "decompress",
+                "--force",
                 vz.to_str().unwrap(),
                 "-o",
                 back.to_str().unwrap(),

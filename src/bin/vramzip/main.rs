@@ -39,6 +39,9 @@ enum Cmd {
         /// Output file or directory.
         #[arg(short, long)]
         output: PathBuf,
+        /// Overwrite OUT if it exists.
+        #[arg(long)]
+        force: bool,
         /// Groups (32-bit output words) per chunk, 1 to 1024: smaller gives the GPU more
         /// parallel chunks, at the price of a larger chunk index.
         #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS)]
@@ -61,6 +64,9 @@ enum Cmd {
         /// Output file or directory.
         #[arg(short, long)]
         output: PathBuf,
+        /// Overwrite OUT if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Per-tensor sizes, bits per weight, entropy bound and overhead over it.
     Inspect {
@@ -172,7 +178,9 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             chunk_groups,
             codebook,
             shared_codebook,
+            force,
         } => {
+            refuse_existing(&output, force)?;
             if !(1..=vramzip::codec::MAX_CHUNK_GROUPS).contains(&chunk_groups) {
                 return Err(Error::InvalidArgument(format!(
                     "--chunk-groups {chunk_groups}: must be 1 to 1024"
@@ -207,7 +215,12 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Decompress { input, output } => {
+        Cmd::Decompress {
+            input,
+            output,
+            force,
+        } => {
+            refuse_existing(&output, force)?;
             let t0 = Instant::now();
             let pb = bar(size_of(&input), "decompress");
             if input.is_dir() {
@@ -327,6 +340,17 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             &gpu_opts,
         ),
     }
+}
+
+/// Outputs are never overwritten by accident.
+fn refuse_existing(output: &Path, force: bool) -> Result<()> {
+    if output.exists() && !force {
+        return Err(Error::InvalidArgument(format!(
+            "{} exists; use --force to overwrite it",
+            output.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Every .safetensors file in `paths` (files, or directories searched recursively).
