@@ -24,8 +24,8 @@ if [ -z "$bin" ]; then
 fi
 if [ ${#files[@]} -eq 0 ]; then
     files=(assets/minilm-layer0.safetensors)
-    for f in data/minilm/model-bf16.safetensors data/minilm/model.safetensors \
-             data/mpnet/model-bf16.safetensors data/mpnet/model.safetensors; do
+    for f in data/minilm/model-bf16.safetensors data/minilm/model-f16.safetensors data/minilm/model.safetensors \
+             data/mpnet/model-bf16.safetensors data/mpnet/model-f16.safetensors data/mpnet/model.safetensors; do
         [ -f "$f" ] && files+=("$f")
     done
 fi

