@@ -1,6 +1,8 @@
 //! The fuzz targets' entries (`vramzip::fuzz`), run over the committed corpus (grown by
 //! `scripts/fuzz.sh`, crash reproducers included) and over fresh random inputs.
 
+mod common;
+
 use std::path::Path;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -16,18 +18,8 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 }
 
 fn random_inputs(seed: u64) -> Vec<Vec<u8>> {
-    let mut s = seed;
-    (0..300)
-        .map(|i| {
-            (0..(i * 37) % 3000)
-                .map(|_| {
-                    s = s
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    (s >> 56) as u8
-                })
-                .collect()
-        })
+    (0..300u64)
+        .map(|i| common::noise((i as usize * 37) % 3000, seed * 1000 + i))
         .collect()
 }
 
