@@ -20,13 +20,15 @@
 //!   fewer only at the end of the tensor), and at each step the 64 lanes produce 64 consecutive
 //!   output words: a GPU workgroup of 64 threads writes them coalesced.
 //! * **Stream**: each chunk's symbols in order, each written as its canonical Huffman code, least
-//!   significant bit first with the code bit-reversed (see [`huffman`]). Within a block the chunks
+//!   significant bit first with the code bit-reversed (see [`huffman`]); a symbol without a code
+//!   of its own (shared codebooks only) as the escape's code followed by its `S` top bits. Within a block the chunks
 //!   follow each other bit by bit in lane order; each block starts on a 32-bit word boundary.
 //! * **Chunk index**: the bit length of every chunk as a little-endian u16, `LANES` per block
 //!   (0 for empty chunks). A chunk's start is its block's start plus the lengths of the chunks
 //!   before it in the block; a block's start in words is the sum of `ceil(bits / 32)` of the
 //!   blocks before it. Offsets are computed as u64 on the CPU, so tensors over 4 GiB are fine;
-//!   a chunk never exceeds `C * 4 * 12` = 49152 bits, so u16 lengths cannot overflow.
+//!   with per-tensor codes a chunk never exceeds `C * 4 * 12` = 49152 bits; escapes (shared
+//!   codebooks) can make 8-bit chunks longer, and the encoder refuses a chunk over 65535 bits.
 //! * **Code table**: code lengths per symbol (see [`Codebook`]), shared or per tensor.
 
 pub mod huffman;
