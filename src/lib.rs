@@ -4,7 +4,7 @@
 //! * [`codec`]: the split of each value into a Huffman-coded symbol and raw low bits, and the
 //!   chunk layout that thousands of GPU threads decode in parallel (its one description lives
 //!   there);
-//! * [`format`]: the compressed file, itself a valid `.safetensors` file;
+//! * [`format`](mod@format): the compressed file, itself a valid `.safetensors` file;
 //! * [`gpu`]: upload once, decode in WGSL into your own buffers, recorded into your encoder.
 //!
 //! Compress a file, then get a tensor back on the CPU, bit for bit:
