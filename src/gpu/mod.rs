@@ -3,9 +3,11 @@
 
 pub mod bench;
 mod decode;
+mod linear;
 pub mod shaders;
 
 pub use decode::{GpuGroup, Slice, Timing, padded};
+pub use linear::Linear;
 
 use crate::error::{Error, Result};
 
@@ -78,6 +80,8 @@ pub struct Kernels {
     decode_escapes: wgpu::ComputePipeline,
     copy_layout: wgpu::BindGroupLayout,
     copy: wgpu::ComputePipeline,
+    gemv_layout: wgpu::BindGroupLayout,
+    gemv: wgpu::ComputePipeline,
 }
 
 /// Instance, adapter, device, queue and kernels: build once, share everywhere.
@@ -277,7 +281,23 @@ impl Kernels {
             &[&[]],
         );
         let copy = copy.remove(0);
+        let uniform = entries[0];
+        let (gemv_layout, mut gemv) = pipelines(
+            device,
+            "gemv",
+            shaders::GEMV,
+            &[
+                uniform,
+                storage_entry(1, true),
+                storage_entry(2, true),
+                storage_entry(3, false),
+            ],
+            &[&[]],
+        );
+        let gemv = gemv.remove(0);
         Kernels {
+            gemv_layout,
+            gemv,
             decode_layout,
             decode,
             decode_escapes,
