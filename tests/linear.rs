@@ -88,18 +88,17 @@ fn check_file(src: &std::path::Path, name: &str) -> usize {
             "{}: decoded and uncompressed weights give different bits",
             t.meta.name
         );
-        for r in 0..rows {
+        for (r, got) in a.iter().enumerate() {
             let (mut want, mut scale) = (0f64, 0f64);
-            for c in 0..cols {
-                let p = weight(&original, is_f32, r * cols + c) * x[c] as f64;
+            for (c, xc) in x.iter().enumerate() {
+                let p = weight(&original, is_f32, r * cols + c) * *xc as f64;
                 want += p;
                 scale += p.abs();
             }
             assert!(
-                (a[r] as f64 - want).abs() <= 1e-5 * scale + 1e-30,
-                "{} row {r}: {} vs {want}",
-                t.meta.name,
-                a[r]
+                (*got as f64 - want).abs() <= 1e-5 * scale + 1e-30,
+                "{} row {r}: {got} vs {want}",
+                t.meta.name
             );
         }
         checked += 1;
