@@ -76,5 +76,11 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+// No HTML plots: vramzip enables plotters' ab_glyph fonts (for `bench --plot`), which leaves criterion
+// without a font unless one is registered; the numbers are what matter here.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = bench
+}
 criterion_main!(benches);

@@ -1,0 +1,166 @@
+//! Per-token cost of the linear layers, batch 1: (a) GEMV on uncompressed bf16 weights, (b) decode
+//! into a scratch buffer then GEMV, beside (c) a buffer copy of the weight's size, in the same run.
+//! Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and Llama-3-8B's 4096x4096 and
+//! 14336x4096 (values resampled from those real weights).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::path::Path;
+use std::time::Duration;
+use vramzip::format::{self, Archive, CompressOptions};
+use vramzip::gpu::{GpuContext, GpuOptions, Timing};
+use wgpu::util::DeviceExt;
+
+fn write_bf16(path: &Path, rows: u64, cols: u64, pool: &[u16], seed: u64) {
+    let mut s = seed;
+    let data: Vec<u8> = (0..rows * cols)
+        .flat_map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            pool[(s >> 33) as usize % pool.len()].to_le_bytes()
+        })
+        .collect();
+    let mut head = serde_json::to_vec(&serde_json::json!({"w": {"dtype": "BF16", "shape": [rows, cols], "data_offsets": [0, data.len()]}})).unwrap();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    std::fs::write(
+        path,
+        [&(head.len() as u64).to_le_bytes()[..], &head, &data].concat(),
+    )
+    .unwrap();
+}
+
+fn secs(t: vramzip::Result<Timing>, iters: u64) -> Duration {
+    Duration::from_secs_f64(t.unwrap().seconds * iters as f64)
+}
+
+fn bench(c: &mut Criterion) {
+    let gpu = GpuContext::new(&GpuOptions::default())
+        .expect("a GPU adapter (lavapipe on machines without a GPU)");
+    eprintln!("adapter: {}", gpu.describe());
+    let dir = std::env::temp_dir().join(format!("vramzip-gemv-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
+    let packed = dir.join("sample.vz");
+    format::compress_file(&sample, &packed, &CompressOptions::default(), &|_| {}).unwrap();
+    let archive = Archive::open(&packed).unwrap();
+    let pool: Vec<u16> = {
+        let t = archive
+            .tensors
+            .iter()
+            .find(|t| t.meta.name.ends_with("intermediate.dense.weight"))
+            .unwrap();
+        archive
+            .decode(t)
+            .unwrap()
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    };
+    let mut cases: Vec<(String, Archive, String)> = [
+        (
+            "minilm-384x384",
+            "encoder.layer.0.attention.self.query.weight",
+        ),
+        (
+            "minilm-1536x384",
+            "encoder.layer.0.intermediate.dense.weight",
+        ),
+        ("minilm-384x1536", "encoder.layer.0.output.dense.weight"),
+    ]
+    .iter()
+    .map(|(label, name)| {
+        (
+            label.to_string(),
+            Archive::open(&packed).unwrap(),
+            name.to_string(),
+        )
+    })
+    .collect();
+    for (rows, cols) in [(4096u64, 4096u64), (14336, 4096)] {
+        let (src, vz) = (
+            dir.join(format!("{rows}x{cols}.safetensors")),
+            dir.join(format!("{rows}x{cols}.vz")),
+        );
+        write_bf16(&src, rows, cols, &pool, rows);
+        format::compress_file(&src, &vz, &CompressOptions::default(), &|_| {}).unwrap();
+        cases.push((
+            format!("llm-{rows}x{cols}"),
+            Archive::open(&vz).unwrap(),
+            "w".into(),
+        ));
+    }
+    let mut group = c.benchmark_group("gemv");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2));
+    for (label, archive, name) in &cases {
+        let layer = gpu.linear(archive, name).unwrap();
+        let t = archive
+            .tensors
+            .iter()
+            .find(|t| &t.meta.name == name)
+            .unwrap();
+        let w = archive.decode(t).unwrap();
+        let raw = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: &w,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            });
+        let copy_dst = gpu.output_buffer(w.len() as u64).unwrap();
+        let x = gpu.output_buffer(4 * layer.cols as u64).unwrap();
+        let y = gpu.output_buffer(4 * layer.rows as u64).unwrap();
+        let scratch = gpu.scratch_for(&[&layer]).unwrap();
+        eprintln!(
+            "{label}: {}x{}, {} bytes decoded, {} resident compressed",
+            layer.rows,
+            layer.cols,
+            w.len(),
+            layer.resident_bytes()
+        );
+        group.throughput(Throughput::Bytes(w.len() as u64));
+        group.bench_function(format!("{label}/a-gemv-uncompressed"), |b| {
+            b.iter_custom(|n| {
+                secs(
+                    gpu.time(n as u32, &mut |e| {
+                        gpu.record_gemv(e, &raw, 0, false, layer.rows, layer.cols, &x, &y)
+                    }),
+                    n,
+                )
+            })
+        });
+        group.bench_function(format!("{label}/b-decode-then-gemv"), |b| {
+            b.iter_custom(|n| {
+                secs(
+                    gpu.time(n as u32, &mut |e| {
+                        gpu.record_linear(e, &layer, &scratch, &x, &y)
+                    }),
+                    n,
+                )
+            })
+        });
+        group.bench_function(format!("{label}/c-buffer-copy"), |b| {
+            b.iter_custom(|n| {
+                secs(
+                    gpu.time(n as u32, &mut |e| {
+                        e.copy_buffer_to_buffer(&raw, 0, &copy_dst, 0, w.len() as u64 / 4 * 4);
+                        Ok(())
+                    }),
+                    n,
+                )
+            })
+        });
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// No HTML plots: vramzip enables plotters' ab_glyph fonts (for `bench --plot`), which leaves criterion
+// without a font unless one is registered; the numbers are what matter here.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = bench
+}
+criterion_main!(benches);
