@@ -1,7 +1,8 @@
 //! Per-token cost of the linear layers, batch 1: (a) GEMV on uncompressed bf16 weights, (b) decode
 //! into a scratch buffer then GEMV, beside (c) a buffer copy of the weight's size, in the same run.
 //! Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and Llama-3-8B's 4096x4096 and
-//! 14336x4096 (values resampled from those real weights).
+//! 14336x4096 (values resampled from those real weights). VRAMZIP_BENCH_CHUNK_GROUPS sets the
+//! chunk size the weights are compressed with (default 1024).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
@@ -40,8 +41,15 @@ fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("vramzip-gemv-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
+    let opts = CompressOptions {
+        chunk_groups: std::env::var("VRAMZIP_BENCH_CHUNK_GROUPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024),
+        ..Default::default()
+    };
     let packed = dir.join("sample.vz");
-    format::compress_file(&sample, &packed, &CompressOptions::default(), &|_| {}).unwrap();
+    format::compress_file(&sample, &packed, &opts, &|_| {}).unwrap();
     let archive = Archive::open(&packed).unwrap();
     let pool: Vec<u16> = {
         let t = archive
@@ -82,7 +90,7 @@ fn bench(c: &mut Criterion) {
             dir.join(format!("{rows}x{cols}.vz")),
         );
         write_bf16(&src, rows, cols, &pool, rows);
-        format::compress_file(&src, &vz, &CompressOptions::default(), &|_| {}).unwrap();
+        format::compress_file(&src, &vz, &opts, &|_| {}).unwrap();
         cases.push((
             format!("llm-{rows}x{cols}"),
             Archive::open(&vz).unwrap(),
