@@ -346,3 +346,19 @@ fn a_manifest_that_claims_too_much_is_refused_before_allocating() {
     let err = Archive::open(&p).unwrap_err().to_string();
     assert!(err.contains("claims"), "{err}");
 }
+
+#[test]
+fn an_unknown_format_version_is_refused() {
+    let dir = tmpdir("version");
+    let manifest = r#"{"format":99,"lanes":64,"tensors":[]}"#;
+    let p = dir.join("future.safetensors");
+    write_safetensors(
+        &p,
+        &[(format::HEADER_TENSOR, "U8", vec![2], b"{}".to_vec())],
+        Some(&[(format::MANIFEST_KEY, manifest)]),
+    );
+    let err = Archive::open(&p).unwrap_err().to_string();
+    assert!(err.contains("format 99"), "{err}");
+    let out = vramzip(&["verify", "--cpu", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
