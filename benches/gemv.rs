@@ -103,11 +103,7 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for (label, archive, name) in &cases {
         let layer = gpu.linear(archive, name).unwrap();
-        let t = archive
-            .tensors
-            .iter()
-            .find(|t| &t.meta.name == name)
-            .unwrap();
+        let t = archive.tensor(name).unwrap();
         let w = archive.decode(t).unwrap();
         let raw = gpu
             .device
@@ -164,8 +160,7 @@ fn bench(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-// No HTML plots: vramzip enables plotters' ab_glyph fonts (for `bench --plot`), which leaves criterion
-// without a font unless one is registered; the numbers are what matter here.
+// No HTML plots: see the plotters line in Cargo.toml.
 criterion_group! {
     name = benches;
     config = Criterion::default().without_plots();

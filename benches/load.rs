@@ -74,8 +74,7 @@ fn bench(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-// No HTML plots: vramzip enables plotters' ab_glyph fonts (for `bench --plot`), which leaves criterion
-// without a font unless one is registered; the numbers are what matter here.
+// No HTML plots: see the plotters line in Cargo.toml.
 criterion_group! {
     name = benches;
     config = Criterion::default().without_plots();

@@ -72,11 +72,7 @@ fn every_dtype_and_edge_case_round_trips() {
     compress(&src, &vz);
     let archive = Archive::open(&vz).unwrap();
     for (name, bytes) in &tensors {
-        let t = archive
-            .tensors
-            .iter()
-            .find(|t| t.meta.name == *name)
-            .unwrap();
+        let t = archive.tensor(name).unwrap();
         assert_eq!(&archive.decode(t).unwrap(), bytes, "{name}");
     }
     let coded: Vec<&str> = archive
@@ -309,9 +305,7 @@ fn flipped_bits_in_a_compressed_file_are_caught() {
         std::fs::write(&vz, &bad).unwrap();
         let archive = Archive::open(&vz).unwrap();
         let t = archive
-            .tensors
-            .iter()
-            .find(|t| t.meta.name == "encoder.layer.0.attention.self.query.weight")
+            .tensor("encoder.layer.0.attention.self.query.weight")
             .unwrap();
         assert!(
             archive.decode(t).is_err(),

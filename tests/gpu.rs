@@ -46,11 +46,7 @@ fn check_all(gpu: &GpuContext, archive: &Archive) -> usize {
     for g in &groups {
         let out = gpu.decode_to_vec(g).unwrap();
         for s in &g.slices {
-            let t = archive
-                .tensors
-                .iter()
-                .find(|t| t.meta.name == s.name)
-                .unwrap();
+            let t = archive.tensor(&s.name).unwrap();
             let buf = decoded
                 .entry(s.name.clone())
                 .or_insert_with(|| vec![0u8; t.meta.bytes as usize]);
@@ -84,11 +80,7 @@ fn every_dtype_edge_case_and_chunk_size() {
         let (_, archive) = compressed(&format!("gpu-mixed-{cg}"), &src, cg);
         check_all(ctx(), &archive);
         for (name, bytes) in &originals {
-            let t = archive
-                .tensors
-                .iter()
-                .find(|t| t.meta.name == *name)
-                .unwrap();
+            let t = archive.tensor(name).unwrap();
             assert_eq!(
                 &ctx().decode_tensor(&archive, t).unwrap(),
                 bytes,
@@ -126,9 +118,7 @@ fn decode_records_into_the_callers_encoder_at_an_offset() {
     let gpu = ctx();
     let (_, archive) = compressed("gpu-offset", &sample(), 1024);
     let t = archive
-        .tensors
-        .iter()
-        .find(|t| t.meta.name == "encoder.layer.0.attention.self.key.weight")
+        .tensor("encoder.layer.0.attention.self.key.weight")
         .unwrap();
     let group = gpu.upload(&archive, &[t]).unwrap().pop().unwrap();
     let offset = 260u64; // not a multiple of the binding alignment
@@ -189,11 +179,7 @@ fn corrupt_streams_do_not_hang_and_are_reported() {
         }
         std::fs::write(&vz, &bad).unwrap();
         let archive = Archive::open(&vz).unwrap();
-        let t = archive
-            .tensors
-            .iter()
-            .find(|t| t.meta.name == name)
-            .unwrap();
+        let t = archive.tensor(name).unwrap();
         match gpu.decode_tensor(&archive, t) {
             Ok(bytes) => assert_ne!(
                 format::checksum(&bytes),
@@ -205,11 +191,7 @@ fn corrupt_streams_do_not_hang_and_are_reported() {
     }
     std::fs::write(&vz, &good).unwrap();
     let archive = Archive::open(&vz).unwrap();
-    let t = archive
-        .tensors
-        .iter()
-        .find(|t| t.meta.name == name)
-        .unwrap();
+    let t = archive.tensor(name).unwrap();
     assert_eq!(
         format::checksum(&gpu.decode_tensor(&archive, t).unwrap()),
         t.xxh3,
@@ -237,9 +219,7 @@ fn verify_command_names_the_tensors_that_differ() {
     );
     let mut bytes = std::fs::read(&vz).unwrap();
     let parts = archive
-        .tensors
-        .iter()
-        .find(|t| t.meta.name == "encoder.layer.0.output.dense.weight")
+        .tensor("encoder.layer.0.output.dense.weight")
         .unwrap()
         .parts
         .unwrap();

@@ -195,6 +195,11 @@ impl Archive {
         &self.path
     }
 
+    /// The original tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
+        self.tensors.iter().find(|t| t.meta.name == name)
+    }
+
     /// The original tensors whose names start with `prefix` (say `model.layers.3.`, one
     /// transformer block), in file order: what to upload as one GPU group.
     pub fn tensors_with_prefix(&self, prefix: &str) -> Vec<&TensorEntry> {

@@ -296,8 +296,10 @@ pub fn compress_file(
                     (st.bound_bits, st.unlimited_bits, st.capped_bits) = (f64::NAN, 0, 0);
                 }
                 if shared.is_some() {
-                    st.compressed_bytes -= book.to_bytes().len() as u64;
-                    st.index_bytes -= book.to_bytes().len() as u64;
+                    // the shared book is stored once for all tensors, not counted in each
+                    let book_bytes = book.to_bytes().len() as u64;
+                    st.compressed_bytes -= book_bytes;
+                    st.index_bytes -= book_bytes;
                 }
                 stats.tensors.push(st);
                 Coding::Huffman {

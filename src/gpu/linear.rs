@@ -36,9 +36,7 @@ impl GpuContext {
     /// (with an even number of columns) or F32 tensor that fits one binding.
     pub fn linear(&self, archive: &Archive, name: &str) -> Result<Linear> {
         let t = archive
-            .tensors
-            .iter()
-            .find(|t| t.meta.name == name)
+            .tensor(name)
             .ok_or_else(|| Error::InvalidArgument(format!("no tensor '{name}'")))?;
         let (rows, cols) = match t.meta.shape[..] {
             [r, c] if r <= u32::MAX as u64 && c <= u32::MAX as u64 => (r as u32, c as u32),
