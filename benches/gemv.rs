@@ -1,8 +1,10 @@
-//! Per-token cost of the linear layers, batch 1: (a) GEMV on uncompressed bf16 weights, (b) decode
-//! into a scratch buffer then GEMV, beside (c) a buffer copy of the weight's size, in the same run.
-//! Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and Llama-3-8B's 4096x4096 and
-//! 14336x4096 (values resampled from those real weights). VRAMZIP_BENCH_CHUNK_GROUPS sets the
-//! chunk size the weights are compressed with (default 1024).
+//! Per-token cost of the linear layers: (a) the product on uncompressed bf16 weights, (b) decode
+//! into a scratch buffer then the product, (c) the fused decode+product kernel, beside (d) a
+//! buffer copy of the weight's size, in the same run; then a side-by-side table of (b) and (c) as
+//! ratios to (a), measured alternately. Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and
+//! Llama-3-8B's 4096x4096 and 14336x4096 (values resampled from those real weights).
+//! VRAMZIP_BENCH_CHUNK_GROUPS sets the chunk size the weights are compressed with (default 1024),
+//! VRAMZIP_BENCH_BATCH the batch (default 1: GEMV).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
@@ -97,6 +99,12 @@ fn bench(c: &mut Criterion) {
             "w".into(),
         ));
     }
+    let batch: u32 = std::env::var("VRAMZIP_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    eprintln!("chunk groups {}, batch {batch}", opts.chunk_groups);
+    let mut table = Vec::new();
     let mut group = c.benchmark_group("gemv");
     group
         .sample_size(10)
@@ -113,9 +121,21 @@ fn bench(c: &mut Criterion) {
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             });
         let copy_dst = gpu.output_buffer(w.len() as u64).unwrap();
-        let x = gpu.output_buffer(4 * layer.cols as u64).unwrap();
-        let y = gpu.output_buffer(4 * layer.rows as u64).unwrap();
+        let x = gpu.output_buffer(4 * (layer.cols * batch) as u64).unwrap();
+        let y = gpu.output_buffer(4 * (layer.rows * batch) as u64).unwrap();
         let scratch = gpu.scratch_for(&[&layer]).unwrap();
+        let partials = gpu.partials_for(&[&layer], batch).unwrap();
+        assert_eq!(layer.unfusable(), None, "{label}");
+        let dtype = layer.dtype;
+        let (rows, cols) = (layer.rows, layer.cols);
+        let mut a = |e: &mut wgpu::CommandEncoder| {
+            gpu.record_matmul(e, &raw, 0, dtype, rows, cols, &x, &y, batch)
+        };
+        let mut b =
+            |e: &mut wgpu::CommandEncoder| gpu.record_linear(e, &layer, &scratch, &x, &y, batch);
+        let mut c = |e: &mut wgpu::CommandEncoder| {
+            gpu.record_linear_fused(e, &layer, &partials, &x, &y, batch)
+        };
         eprintln!(
             "{label}: {}x{}, {} bytes decoded, {} resident compressed",
             layer.rows,
@@ -124,27 +144,16 @@ fn bench(c: &mut Criterion) {
             layer.resident_bytes()
         );
         group.throughput(Throughput::Bytes(w.len() as u64));
-        group.bench_function(format!("{label}/a-gemv-uncompressed"), |b| {
-            b.iter_custom(|n| {
-                secs(
-                    gpu.time(n as u32, &mut |e| {
-                        gpu.record_gemv(e, &raw, 0, false, layer.rows, layer.cols, &x, &y)
-                    }),
-                    n,
-                )
-            })
+        group.bench_function(format!("{label}/a-uncompressed"), |bn| {
+            bn.iter_custom(|n| secs(gpu.time(n as u32, &mut a), n))
         });
-        group.bench_function(format!("{label}/b-decode-then-gemv"), |b| {
-            b.iter_custom(|n| {
-                secs(
-                    gpu.time(n as u32, &mut |e| {
-                        gpu.record_linear(e, &layer, &scratch, &x, &y)
-                    }),
-                    n,
-                )
-            })
+        group.bench_function(format!("{label}/b-decode-then-product"), |bn| {
+            bn.iter_custom(|n| secs(gpu.time(n as u32, &mut b), n))
         });
-        group.bench_function(format!("{label}/c-buffer-copy"), |b| {
+        group.bench_function(format!("{label}/c-fused"), |bn| {
+            bn.iter_custom(|n| secs(gpu.time(n as u32, &mut c), n))
+        });
+        group.bench_function(format!("{label}/d-buffer-copy"), |b| {
             b.iter_custom(|n| {
                 secs(
                     gpu.time(n as u32, &mut |e| {
@@ -155,8 +164,35 @@ fn bench(c: &mut Criterion) {
                 )
             })
         });
+        let mut best = [f64::INFINITY; 3];
+        for _ in 0..3 {
+            type Record<'a> = &'a mut dyn FnMut(&mut wgpu::CommandEncoder) -> vramzip::Result<()>;
+            let variants: [Record; 3] = [&mut a, &mut b, &mut c];
+            for (k, f) in variants.into_iter().enumerate() {
+                best[k] = best[k].min(gpu.time(10, f).unwrap().seconds);
+            }
+        }
+        table.push(format!(
+            "{label:<18} {:>10.1}us {:>10.1}us {:>10.1}us {:>7.2}x {:>7.2}x",
+            best[0] * 1e6,
+            best[1] * 1e6,
+            best[2] * 1e6,
+            best[1] / best[0],
+            best[2] / best[0]
+        ));
     }
     group.finish();
+    eprintln!(
+        "\nside by side (best of 3 alternating rounds), batch {batch}, chunk groups {}:",
+        opts.chunk_groups
+    );
+    eprintln!(
+        "{:<18} {:>12} {:>12} {:>12} {:>8} {:>8}",
+        "shape", "a uncompr.", "b dec+prod", "c fused", "b/a", "c/a"
+    );
+    for line in table {
+        eprintln!("{line}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -46,7 +46,7 @@ fn main() -> vramzip::Result<()> {
     // one token: every layer decoded just before its product, all in one encoder
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     for layer in &layers {
-        gpu.record_linear(&mut encoder, layer, &scratch, &x, &y)?;
+        gpu.record_linear(&mut encoder, layer, &scratch, &x, &y, 1)?;
     }
     gpu.queue.submit([encoder.finish()]);
     gpu.wait()?;

@@ -1,11 +1,14 @@
-//! y = W x on weights decoded on the GPU: the same bits as on the uncompressed weights, and close
-//! to a CPU reference.
+//! Y = W X on compressed weights, three ways: decode then multiply, the fused kernel, and the
+//! product on the uncompressed weight. All three give the same bits; batches give the bits of
+//! their columns' single products; and the result is close to a CPU f64 reference.
 
 mod common;
 
 use common::*;
+use std::sync::Arc;
+use vramzip::codec::shared::Histograms;
 use vramzip::format::{self, Archive, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions};
+use vramzip::gpu::{GpuContext, GpuOptions, WeightType};
 use wgpu::util::DeviceExt;
 
 fn gpu() -> GpuContext {
@@ -22,109 +25,269 @@ fn upload(gpu: &GpuContext, bytes: &[u8]) -> wgpu::Buffer {
         })
 }
 
-fn read_f32(gpu: &GpuContext, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
+fn read_bits(gpu: &GpuContext, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
     gpu.read_back(b, 4 * n as u64)
         .unwrap()
         .chunks(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
 
-fn weight(bytes: &[u8], is_f32: bool, i: usize) -> f64 {
-    if is_f32 {
-        f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as f64
-    } else {
-        f32::from_bits((u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]) as u32) << 16) as f64
+fn f16_to_f64(h: u16) -> f64 {
+    let (sign, exp, man) = (h >> 15, (h >> 10) & 31, (h & 1023) as f64);
+    let mag = match exp {
+        0 => man * 2f64.powi(-24),
+        31 if man == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + man / 1024.0) * 2f64.powi(e as i32 - 15),
+    };
+    if sign == 1 { -mag } else { mag }
+}
+
+fn weight(bytes: &[u8], dtype: WeightType, i: usize) -> f64 {
+    match dtype {
+        WeightType::F32 => f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as f64,
+        WeightType::BF16 => {
+            f32::from_bits((u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]) as u32) << 16)
+                as f64
+        }
+        WeightType::F16 => f16_to_f64(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])),
     }
 }
 
-/// Every 2-D weight of `src`: decode + GEMV equals GEMV on the uncompressed weight bit for bit,
-/// and a CPU f64 reference within float rounding.
-fn check_file(src: &std::path::Path, name: &str) -> usize {
+/// `batch` columns of `cols` activations, different in each column.
+fn activations(cols: usize, batch: usize) -> Vec<f32> {
+    (0..batch * cols)
+        .map(|i| (((i * 7919 + i / cols * 104729) % 1000) as f32 - 500.0) / 250.0)
+        .collect()
+}
+
+/// Every 2-D weight of `src`, compressed with `opts`, multiplied by `batch` columns: decode then
+/// multiply, fused (where the layer allows) and uncompressed agree bit for bit; every column
+/// equals its own single product; all are within float rounding of an f64 reference. Returns
+/// (matrices checked, of which fused, of which coded with a shared codebook).
+fn check_file(
+    src: &std::path::Path,
+    name: &str,
+    opts: &CompressOptions,
+    batch: u32,
+) -> (usize, usize, usize) {
     let gpu = gpu();
     let dir = tmpdir(name);
     let vz = dir.join("w.vz");
-    format::compress_file(src, &vz, &CompressOptions::default(), &|_| {}).unwrap();
+    format::compress_file(src, &vz, opts, &|_| {}).unwrap();
     let archive = Archive::open(&vz).unwrap();
-    let mut checked = 0;
+    let (mut checked, mut fused, mut shared) = (0, 0, 0);
     for t in archive
         .tensors
         .iter()
-        .filter(|t| t.meta.shape.len() == 2 && matches!(t.meta.dtype.as_str(), "BF16" | "F32"))
+        .filter(|t| t.meta.shape.len() == 2 && WeightType::from_dtype(&t.meta.dtype).is_some())
     {
         let layer = gpu.linear(&archive, &t.meta.name).unwrap();
-        let (rows, cols) = (layer.rows as usize, layer.cols as usize);
-        let is_f32 = t.meta.dtype == "F32";
-        let x: Vec<f32> = (0..cols)
-            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0)
-            .collect();
+        let (rows, cols, n) = (layer.rows as usize, layer.cols as usize, batch as usize);
+        let x = activations(cols, n);
         let xb = upload(&gpu, bytemuck::cast_slice(&x));
-        let (y_dec, y_raw) = (
-            gpu.output_buffer(4 * rows as u64).unwrap(),
-            gpu.output_buffer(4 * rows as u64).unwrap(),
-        );
+        let out = || gpu.output_buffer(4 * (rows * n) as u64).unwrap();
+        let (y_dec, y_fused, y_raw) = (out(), out(), out());
         let scratch = gpu.scratch_for(&[&layer]).unwrap();
+        let partials = gpu.partials_for(&[&layer], batch).unwrap();
         let original = archive.decode(t).unwrap();
         let w_raw = upload(&gpu, &original);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        gpu.record_linear(&mut encoder, &layer, &scratch, &xb, &y_dec)
+        gpu.record_linear(&mut encoder, &layer, &scratch, &xb, &y_dec, batch)
             .unwrap();
-        gpu.record_gemv(
+        let can_fuse = layer.unfusable().is_none();
+        if can_fuse {
+            gpu.record_linear_fused(&mut encoder, &layer, &partials, &xb, &y_fused, batch)
+                .unwrap();
+        } else {
+            assert!(
+                gpu.record_linear_fused(&mut encoder, &layer, &partials, &xb, &y_fused, batch)
+                    .is_err()
+            );
+        }
+        gpu.record_matmul(
             &mut encoder,
             &w_raw,
             0,
-            is_f32,
+            layer.dtype,
             layer.rows,
             layer.cols,
             &xb,
             &y_raw,
+            batch,
         )
         .unwrap();
         gpu.queue.submit([encoder.finish()]);
-        let (a, b) = (read_f32(&gpu, &y_dec, rows), read_f32(&gpu, &y_raw, rows));
+        let raw = read_bits(&gpu, &y_raw, rows * n);
+        let what = &t.meta.name;
         assert_eq!(
-            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "{}: decoded and uncompressed weights give different bits",
-            t.meta.name
+            read_bits(&gpu, &y_dec, rows * n),
+            raw,
+            "{what}: decode+matmul != uncompressed"
         );
-        for (r, got) in a.iter().enumerate() {
+        if can_fuse {
+            assert_eq!(
+                read_bits(&gpu, &y_fused, rows * n),
+                raw,
+                "{what}: fused != uncompressed"
+            );
+            fused += 1;
+        }
+        // each column of the batch is the product of that column alone
+        for b in [0, n / 2, n - 1] {
+            let xs = upload(&gpu, bytemuck::cast_slice(&x[b * cols..(b + 1) * cols]));
+            let ys = gpu.output_buffer(4 * rows as u64).unwrap();
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            gpu.record_matmul(
+                &mut encoder,
+                &w_raw,
+                0,
+                layer.dtype,
+                layer.rows,
+                layer.cols,
+                &xs,
+                &ys,
+                1,
+            )
+            .unwrap();
+            gpu.queue.submit([encoder.finish()]);
+            assert_eq!(
+                read_bits(&gpu, &ys, rows),
+                raw[b * rows..(b + 1) * rows],
+                "{what}: column {b}"
+            );
+        }
+        for (i, got) in raw.iter().enumerate() {
+            let (b, r) = (i / rows, i % rows);
             let (mut want, mut scale) = (0f64, 0f64);
-            for (c, xc) in x.iter().enumerate() {
-                let p = weight(&original, is_f32, r * cols + c) * *xc as f64;
+            for c in 0..cols {
+                let p = weight(&original, layer.dtype, r * cols + c) * x[b * cols + c] as f64;
                 want += p;
                 scale += p.abs();
             }
+            let got = f32::from_bits(*got) as f64;
             assert!(
-                (*got as f64 - want).abs() <= 1e-5 * scale + 1e-30,
-                "{} row {r}: {got} vs {want}",
-                t.meta.name
+                (got - want).abs() <= 1e-5 * scale + 1e-30,
+                "{what} row {r} column {b}: {got} vs {want}"
             );
         }
         checked += 1;
+        if let format::Coding::Huffman {
+            codebook: Some(_), ..
+        } = t.meta.coding
+        {
+            shared += 1;
+        }
     }
-    checked
+    (checked, fused, shared)
+}
+
+fn chunks(chunk_groups: usize) -> CompressOptions {
+    CompressOptions {
+        chunk_groups,
+        ..Default::default()
+    }
 }
 
 #[test]
-fn gemv_on_decoded_real_bf16_weights() {
+fn real_bf16_weights_default_chunks_single_vector() {
+    let (checked, fused, _) = check_file(&sample(), "linear-bf16", &CompressOptions::default(), 1);
     assert_eq!(
-        check_file(&sample(), "linear-bf16"),
-        6,
-        "the sample's six dense matrices"
+        (checked, fused),
+        (6, 6),
+        "the sample's six dense matrices, all fusable"
     );
 }
 
 #[test]
-fn gemv_on_decoded_f32_weights() {
-    let dir = tmpdir("linear-f32-src");
+fn real_bf16_weights_small_chunks_batches() {
+    // 5 runs on the 8-column pipeline; 21 needs two dispatches (16 + 5)
+    for batch in [5, 21] {
+        let (checked, fused, _) = check_file(&sample(), "linear-batch", &chunks(64), batch);
+        assert_eq!((checked, fused), (6, 6));
+    }
+}
+
+#[test]
+fn shared_codebook_with_escapes_fuses() {
+    // a book built from a few hundred values has no code for most symbols: the escape path
+    let mut h = Histograms::default();
+    h.add("BF16", &weightlike(300, 9));
+    let opts = CompressOptions {
+        chunk_groups: 64,
+        codebooks: Some(Arc::new(h.build())),
+    };
+    let (checked, fused, shared) = check_file(&sample(), "linear-escapes", &opts, 2);
+    assert_eq!((checked, fused, shared), (6, 6, 6));
+}
+
+#[test]
+fn f32_and_f16_weights() {
+    let dir = tmpdir("linear-types-src");
     let src = dir.join("w.safetensors");
-    let w: Vec<u8> = weightlike(96 * 130, 3)
+    let widen = |bf16: Vec<u8>| -> Vec<u8> {
+        bf16.chunks(2)
+            .flat_map(|c| ((u16::from_le_bytes([c[0], c[1]]) as u32) << 16 | 0x5a5a).to_le_bytes())
+            .collect()
+    };
+    // f16 of every finite kind (subnormals included): random bits with the exponent kept below 31
+    let f16: Vec<u8> = noise(2 * 40 * 512, 4)
         .chunks(2)
-        .flat_map(|c| ((u16::from_le_bytes([c[0], c[1]]) as u32) << 16 | 0x5a5a).to_le_bytes())
+        .flat_map(|c| (u16::from_le_bytes([c[0], c[1]]) & 0xbbff).to_le_bytes())
         .collect();
-    write_safetensors(&src, &[("w", "F32", vec![96, 130], w)], None);
-    assert_eq!(check_file(&src, "linear-f32"), 1);
+    write_safetensors(
+        &src,
+        &[
+            (
+                "f32.odd",
+                "F32",
+                vec![96, 130],
+                widen(weightlike(96 * 130, 3)),
+            ),
+            ("f32", "F32", vec![40, 256], widen(weightlike(40 * 256, 5))),
+            ("f16", "F16", vec![40, 512], f16),
+            ("bf16.short", "BF16", vec![33, 100], weightlike(33 * 100, 6)),
+        ],
+        None,
+    );
+    let (checked, fused, _) = check_file(&src, "linear-types", &chunks(64), 3);
+    assert_eq!(
+        (checked, fused),
+        (4, 2),
+        "the 130- and 100-column rows are not whole steps"
+    );
+}
+
+#[test]
+fn why_a_layer_is_not_fused_is_stated() {
+    let gpu = gpu();
+    let dir = tmpdir("linear-unfusable");
+    let src = dir.join("w.safetensors");
+    write_safetensors(
+        &src,
+        &[
+            ("short", "BF16", vec![8, 100], weightlike(800, 1)),
+            ("ok", "BF16", vec![8, 1024], weightlike(8192, 2)),
+        ],
+        None,
+    );
+    let vz = dir.join("w.vz");
+    format::compress_file(&src, &vz, &chunks(6), &|_| {}).unwrap();
+    let archive = Archive::open(&vz).unwrap();
+    let short = gpu.linear(&archive, "short").unwrap();
+    assert!(
+        short.unfusable().unwrap().contains("50 words"),
+        "{:?}",
+        short.unfusable()
+    );
+    // 512 words a row: pieces of 4 steps, which 6-group chunks do not hold whole
+    let ok = gpu.linear(&archive, "ok").unwrap();
+    assert!(
+        ok.unfusable().unwrap().contains("multiple of 4"),
+        "{:?}",
+        ok.unfusable()
+    );
 }
 
 #[test]
@@ -137,6 +300,7 @@ fn linear_layers_refuse_what_they_cannot_multiply() {
         &[
             ("odd", "BF16", vec![4, 3], weightlike(12, 1)),
             ("flat", "BF16", vec![12], weightlike(12, 2)),
+            ("ok", "BF16", vec![4, 128], weightlike(512, 3)),
         ],
         None,
     );
@@ -146,4 +310,24 @@ fn linear_layers_refuse_what_they_cannot_multiply() {
     assert!(gpu.linear(&archive, "odd").is_err());
     assert!(gpu.linear(&archive, "flat").is_err());
     assert!(gpu.linear(&archive, "missing").is_err());
+    // buffers too small for the batch are refused before anything is recorded
+    let ok = gpu.linear(&archive, "ok").unwrap();
+    let small = gpu.output_buffer(4 * 128).unwrap();
+    let y = gpu.output_buffer(4 * 4 * 2).unwrap();
+    let scratch = gpu.scratch_for(&[&ok]).unwrap();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    assert!(
+        gpu.record_linear(&mut encoder, &ok, &scratch, &small, &y, 2)
+            .is_err()
+    );
+    assert!(
+        gpu.record_linear(&mut encoder, &ok, &scratch, &small, &y, 0)
+            .is_err()
+    );
+    let partials = gpu.output_buffer(4).unwrap();
+    let x = gpu.output_buffer(4 * 128 * 2).unwrap();
+    assert!(
+        gpu.record_linear_fused(&mut encoder, &ok, &partials, &x, &y, 2)
+            .is_err()
+    );
 }

@@ -18,7 +18,7 @@ fn every_shader_validates_and_translates_to_all_backends() {
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
 
-        // every specialization a pipeline is built with: override constants all 0, and all 1
+        // the specializations pipelines are built with: flags off and on, batch sizes 1 and 16
         let names: Vec<String> = module
             .overrides
             .iter()
@@ -27,7 +27,12 @@ fn every_shader_validates_and_translates_to_all_backends() {
         for value in [0.0, 1.0] {
             let mut constants = naga::back::PipelineConstants::default();
             for n in &names {
-                constants.insert(n.clone(), value);
+                let v = if n == "BATCH" {
+                    1.0 + 15.0 * value
+                } else {
+                    value
+                };
+                constants.insert(n.clone(), v);
             }
             let (module, info) =
                 naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)

@@ -42,20 +42,20 @@ pub struct Slice {
 }
 
 #[derive(Debug)]
-struct Coded {
+pub(super) struct Coded {
     pieces: wgpu::Buffer,
     block_info: wgpu::Buffer,
     chunk_bits: wgpu::Buffer,
     stream: wgpu::Buffer,
     raw: wgpu::Buffer,
     table: wgpu::Buffer,
-    blocks: u64,
-    escapes: bool,
+    pub(super) blocks: u64,
+    pub(super) escapes: bool,
 }
 
 impl Coded {
     /// Bindings 1 to 6 of the decode shader, in order.
-    fn buffers(&self) -> [&wgpu::Buffer; 6] {
+    pub(super) fn buffers(&self) -> [&wgpu::Buffer; 6] {
         [
             &self.pieces,
             &self.block_info,
@@ -79,7 +79,7 @@ pub struct GpuGroup {
     pub output_bytes: u64,
     /// Bytes this group holds in VRAM.
     pub resident_bytes: u64,
-    coded: Option<Coded>,
+    pub(super) coded: Option<Coded>,
     stored: Option<Stored>,
 }
 
@@ -441,18 +441,18 @@ impl GpuContext {
             });
             let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("decode"),
-                layout: &self.kernels.decode_layout,
+                layout: &self.kernels.decode.bind_layout,
                 entries: &entries,
             });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("vramzip decode"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(if c.escapes {
-                &self.kernels.decode_escapes
-            } else {
-                &self.kernels.decode
-            });
+            pass.set_pipeline(
+                self.kernels
+                    .decode
+                    .pipeline(&self.device, c.escapes as usize),
+            );
             pass.set_bind_group(0, &bind, &[]);
             let max = self.limits.max_compute_workgroups_per_dimension as u64;
             pass.dispatch_workgroups(c.blocks.min(max) as u32, c.blocks.div_ceil(max) as u32, 1);
@@ -494,14 +494,14 @@ impl GpuContext {
         };
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("copy"),
-            layout: &self.kernels.copy_layout,
+            layout: &self.kernels.copy.bind_layout,
             entries: &[bind(0, src), bind(1, dst)],
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("vramzip copy"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.kernels.copy);
+        pass.set_pipeline(self.kernels.copy.pipeline(&self.device, 0));
         pass.set_bind_group(0, &group, &[]);
         // about four 16-byte steps per thread
         pass.dispatch_workgroups(

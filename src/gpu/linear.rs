@@ -1,12 +1,80 @@
-//! Linear layers on compressed weights: the weight stays compressed in VRAM and is decoded into a
-//! reused scratch buffer right before the matrix-vector product, in the caller's encoder.
+//! Linear layers on compressed weights. The weight stays compressed in VRAM; a product either
+//! decodes it into a reused scratch buffer right before the matrix product ([`GpuContext::record_linear`]),
+//! or decodes and multiplies in one kernel so that the decoded weight never reaches memory
+//! ([`GpuContext::record_linear_fused`]). Both follow the reduction order of
+//! `shaders/matmul_core.wgsl`, as does the product on uncompressed weights
+//! ([`GpuContext::record_matmul`]): all three give the same bits.
 
-use super::{GpuContext, GpuGroup};
+use super::{GpuContext, GpuGroup, MAX_BATCH, batch_variant};
+use crate::codec::LANES;
 use crate::error::{Error, Result};
 use crate::format::Archive;
 use wgpu::util::DeviceExt;
 
-/// A 2-D weight (bf16 or f32, rows x cols) resident in VRAM in compressed form.
+/// Element type of a weight matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightType {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    BF16,
+    /// IEEE half.
+    F16,
+}
+
+impl WeightType {
+    /// The type of a safetensors dtype name, if products take it.
+    pub fn from_dtype(dtype: &str) -> Option<Self> {
+        match dtype {
+            "F32" => Some(WeightType::F32),
+            "BF16" => Some(WeightType::BF16),
+            "F16" => Some(WeightType::F16),
+            _ => None,
+        }
+    }
+    /// Bytes per element.
+    pub fn bytes(self) -> u64 {
+        match self {
+            WeightType::F32 => 4,
+            _ => 2,
+        }
+    }
+    /// The shader's `dtype` code.
+    fn code(self) -> u32 {
+        match self {
+            WeightType::F32 => 0,
+            WeightType::BF16 => 1,
+            WeightType::F16 => 2,
+        }
+    }
+    /// Elements per 32-bit word.
+    fn per_word(self) -> u32 {
+        (4 / self.bytes()) as u32
+    }
+}
+
+/// Steps (of 64 words) per piece of a row of `words_per_row` words: the `Q` of
+/// `shaders/matmul_core.wgsl`. It depends on the shape only, never on how the weight was
+/// compressed, so that compressed and uncompressed weights are reduced alike. The largest power of
+/// two up to 4 that keeps pieces whole in the row, so a row is a whole number of pieces whenever
+/// it is a whole number of 64-word steps (a condition of the fused kernel).
+pub fn piece_steps(words_per_row: u32) -> u32 {
+    if words_per_row > 0 && words_per_row.is_multiple_of(64) {
+        (1u32 << (words_per_row / 64).trailing_zeros()).min(4)
+    } else {
+        4
+    }
+}
+
+/// How a fused product cuts the weight (see `shaders/fused.wgsl`).
+#[derive(Clone, Copy, Debug)]
+struct Fusion {
+    blocks: u32,
+    pieces: u32,
+    pieces_per_row: u32,
+}
+
+/// A 2-D weight (f32, bf16 or f16, rows x cols) resident in VRAM in compressed form.
 #[derive(Debug)]
 pub struct Linear {
     /// The weight's name.
@@ -15,9 +83,11 @@ pub struct Linear {
     pub rows: u32,
     /// Input features.
     pub cols: u32,
-    is_f32: bool,
+    /// Element type.
+    pub dtype: WeightType,
     group: GpuGroup,
     offset: u64,
+    fusion: std::result::Result<Fusion, String>,
 }
 
 impl Linear {
@@ -29,11 +99,52 @@ impl Linear {
     pub fn resident_bytes(&self) -> u64 {
         self.group.resident_bytes
     }
+    /// Why the fused kernel cannot take this layer, or `None` if it can.
+    pub fn unfusable(&self) -> Option<&str> {
+        self.fusion.as_ref().err().map(|s| s.as_str())
+    }
+    /// Bytes of the partial-sum buffer a fused product of `batch` columns needs.
+    pub fn partial_bytes(&self, batch: u32) -> u64 {
+        let pieces = self.fusion.as_ref().map_or(0, |f| f.pieces as u64);
+        pieces * batch.clamp(1, MAX_BATCH) as u64 * 4
+    }
+    fn words_per_row(&self) -> u32 {
+        self.cols / self.dtype.per_word()
+    }
+}
+
+/// Checks that x, y and W fit their buffers for a `rows` x `cols` product of `batch` columns.
+fn check_product(
+    rows: u32,
+    cols: u32,
+    batch: u32,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    w: Option<(&wgpu::Buffer, u64, u64)>,
+) -> Result<()> {
+    let (xb, yb) = (
+        4 * cols as u64 * batch as u64,
+        4 * rows as u64 * batch as u64,
+    );
+    let w_ok =
+        w.is_none_or(|(w, offset, bytes)| offset.is_multiple_of(4) && offset + bytes <= w.size());
+    if batch == 0 || x.size() < xb || y.size() < yb || !w_ok {
+        let w = w.map_or(String::new(), |(w, offset, bytes)| {
+            format!(", W {bytes} bytes at offset {offset} of {}", w.size())
+        });
+        return Err(Error::InvalidArgument(format!(
+            "product {rows}x{cols}, batch {batch}: x needs {xb} bytes of {}, y {yb} of {}{w}",
+            x.size(),
+            y.size()
+        )));
+    }
+    Ok(())
 }
 
 impl GpuContext {
-    /// Uploads the weight `name` of `archive` for use as a linear layer. It must be a 2-D BF16
-    /// (with an even number of columns) or F32 tensor that fits one binding.
+    /// Uploads the weight `name` of `archive` for use as a linear layer. It must be a 2-D F32,
+    /// BF16 or F16 tensor (with an even number of columns for the 16-bit types) that fits one
+    /// binding.
     pub fn linear(&self, archive: &Archive, name: &str) -> Result<Linear> {
         let t = archive
             .tensor(name)
@@ -47,15 +158,14 @@ impl GpuContext {
                 )));
             }
         };
-        let is_f32 = match t.meta.dtype.as_str() {
-            "F32" => true,
-            "BF16" if cols % 2 == 0 => false,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "'{name}': linear layers take F32 or BF16 with an even column count, not {other} x {cols}"
-                )));
-            }
-        };
+        let dtype = WeightType::from_dtype(&t.meta.dtype)
+            .filter(|d| cols.is_multiple_of(d.per_word()))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "'{name}': linear layers take F32, or BF16 and F16 with an even column count, not {} x {cols}",
+                    t.meta.dtype
+                ))
+            })?;
         let mut groups = self.upload(archive, &[t])?;
         if groups.len() != 1 || groups[0].slices.len() != 1 {
             return Err(Error::TooLarge {
@@ -66,13 +176,34 @@ impl GpuContext {
         }
         let group = groups.remove(0);
         let offset = group.slices[0].offset;
+        let wpr = cols / dtype.per_word();
+        let q = piece_steps(wpr);
+        let fusion = match (&t.layout, &group.coded) {
+            (None, _) | (_, None) => Err("stored uncompressed".to_string()),
+            (Some(_), _) if !wpr.is_multiple_of(64) => Err(format!(
+                "a row is {wpr} words, not a whole number of 64-word steps"
+            )),
+            (Some(l), _) if !l.chunk_groups.is_multiple_of(q as usize) => Err(format!(
+                "chunks of {} groups are not whole pieces of {q} steps (compress with a --chunk-groups that is a multiple of 4)",
+                l.chunk_groups
+            )),
+            (Some(l), Some(c)) => {
+                let pieces = l.groups() / (LANES as u64 * q as u64);
+                Ok(Fusion {
+                    blocks: c.blocks as u32,
+                    pieces: pieces as u32,
+                    pieces_per_row: wpr / (64 * q),
+                })
+            }
+        };
         Ok(Linear {
             name: name.to_string(),
             rows,
             cols,
-            is_f32,
+            dtype,
             group,
             offset,
+            fusion,
         })
     }
 
@@ -81,8 +212,21 @@ impl GpuContext {
         self.output_buffer(layers.iter().map(|l| l.decoded_bytes()).max().unwrap_or(4))
     }
 
-    /// Records y = W x: the decode of W into `scratch`, then the product, in `encoder`.
-    /// `x` holds `cols` f32, `y` receives `rows` f32.
+    /// A partial-sum buffer large enough for the fused product of any of `layers` with up to
+    /// `batch` columns, reused by all.
+    pub fn partials_for(&self, layers: &[&Linear], batch: u32) -> Result<wgpu::Buffer> {
+        self.output_buffer(
+            layers
+                .iter()
+                .map(|l| l.partial_bytes(batch))
+                .max()
+                .unwrap_or(4),
+        )
+    }
+
+    /// Records Y = W X: the decode of W into `scratch`, then the product, in `encoder`. `x`
+    /// holds `batch` columns of `cols` f32 one after the other, `y` receives `batch` columns of
+    /// `rows` f32.
     pub fn record_linear(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -90,87 +234,164 @@ impl GpuContext {
         scratch: &wgpu::Buffer,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
+        batch: u32,
     ) -> Result<()> {
+        check_product(layer.rows, layer.cols, batch, x, y, None)?;
         self.record_decode(encoder, &layer.group, scratch, 0)?;
-        self.record_gemv(
+        self.record_matmul(
             encoder,
             scratch,
             layer.offset,
-            layer.is_f32,
+            layer.dtype,
             layer.rows,
             layer.cols,
             x,
             y,
+            batch,
         )
     }
 
-    /// Records y = W x for an uncompressed W at byte `offset` of `w` (bf16 when `is_f32` is
-    /// false). Fixed reduction order: the same W gives the same bits, decoded or not.
+    /// Records Y = W X by the fused kernel: each workgroup decodes a block of W and multiplies
+    /// it at once, writing only sums (to `partials`, see [`Linear::partial_bytes`]), which a
+    /// second small dispatch adds up into `y`. The same bits as [`GpuContext::record_linear`].
+    /// Errors if the layer cannot be fused ([`Linear::unfusable`] says why).
+    pub fn record_linear_fused(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        layer: &Linear,
+        partials: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        batch: u32,
+    ) -> Result<()> {
+        let fusion = layer.fusion.as_ref().map_err(|why| {
+            Error::InvalidArgument(format!("'{}' cannot be fused: {why}", layer.name))
+        })?;
+        check_product(layer.rows, layer.cols, batch, x, y, None)?;
+        if partials.size() < layer.partial_bytes(batch) {
+            return Err(Error::InvalidArgument(format!(
+                "'{}': the partial sums need {} bytes, the buffer has {}",
+                layer.name,
+                layer.partial_bytes(batch),
+                partials.size()
+            )));
+        }
+        let coded = layer.group.coded.as_ref().expect("fusion implies coded");
+        let wpr = layer.words_per_row();
+        for first in (0..batch).step_by(MAX_BATCH as usize) {
+            let n = (batch - first).min(MAX_BATCH);
+            let params = [
+                fusion.blocks,
+                wpr,
+                layer.cols,
+                n,
+                piece_steps(wpr),
+                layer.dtype.code(),
+                fusion.pieces,
+                first,
+            ];
+            let mut buffers: Vec<&wgpu::Buffer> = coded.buffers().to_vec();
+            buffers.extend([x, partials]);
+            let variant = coded.escapes as usize * 5 + batch_variant(n);
+            let kernel = &self.kernels.fused;
+            self.dispatch(encoder, kernel, variant, &params, &buffers, fusion.blocks);
+            let params = [
+                layer.rows,
+                fusion.pieces_per_row,
+                n,
+                fusion.pieces,
+                first,
+                0,
+                0,
+                0,
+            ];
+            let sums = (layer.rows * n).div_ceil(64);
+            let kernel = &self.kernels.sum_pieces;
+            self.dispatch(encoder, kernel, 0, &params, &[partials, y], sums);
+        }
+        Ok(())
+    }
+
+    /// Records Y = W X for an uncompressed W at byte `offset` of `w` (`batch` columns; layouts
+    /// as for [`GpuContext::record_linear`]). The reduction order depends on the shape only, so
+    /// the same W gives the same bits whether it was decoded by vramzip or never compressed.
     #[allow(clippy::too_many_arguments)]
-    pub fn record_gemv(
+    pub fn record_matmul(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         w: &wgpu::Buffer,
         offset: u64,
-        is_f32: bool,
+        dtype: WeightType,
         rows: u32,
         cols: u32,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
+        batch: u32,
     ) -> Result<()> {
-        let w_bytes = rows as u64 * cols as u64 * if is_f32 { 4 } else { 2 };
-        if !offset.is_multiple_of(4)
-            || offset + w_bytes > w.size()
-            || x.size() < 4 * cols as u64
-            || y.size() < 4 * rows as u64
-        {
+        let w_bytes = rows as u64 * cols as u64 * dtype.bytes();
+        check_product(rows, cols, batch, x, y, Some((w, offset, w_bytes)))?;
+        if !cols.is_multiple_of(dtype.per_word()) {
             return Err(Error::InvalidArgument(format!(
-                "gemv {rows}x{cols}: W needs {w_bytes} bytes at offset {offset} of {}, x {} bytes of {}, y {} of {}",
-                w.size(),
-                4 * cols as u64,
-                x.size(),
-                4 * rows as u64,
-                y.size()
+                "product on {dtype:?} weights needs an even column count, not {cols}"
             )));
         }
-        let params: [u32; 4] = [rows, cols, (offset / 4) as u32, is_f32 as u32];
+        let wpr = cols / dtype.per_word();
+        for first in (0..batch).step_by(MAX_BATCH as usize) {
+            let n = (batch - first).min(MAX_BATCH);
+            let params = [
+                rows,
+                cols,
+                (offset / 4) as u32,
+                n,
+                piece_steps(wpr),
+                dtype.code(),
+                wpr,
+                first,
+            ];
+            let kernel = &self.kernels.gemv;
+            self.dispatch(encoder, kernel, batch_variant(n), &params, &[w, x, y], rows);
+        }
+        Ok(())
+    }
+
+    /// Records one dispatch of `workgroups` workgroups of `kernel`'s pipeline `variant`, with
+    /// `params` as the uniform at binding 0 and `buffers` bound whole at bindings 1, 2, ...
+    fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &super::Kernel,
+        variant: usize,
+        params: &[u32],
+        buffers: &[&wgpu::Buffer],
+        workgroups: u32,
+    ) {
         let params = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("gemv params"),
-                contents: bytemuck::cast_slice(&params),
+                label: Some(kernel.name),
+                contents: bytemuck::cast_slice(params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
+        let entries: Vec<_> = std::iter::once(&params)
+            .chain(buffers.iter().copied())
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("gemv"),
-            layout: &self.kernels.gemv_layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: params.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: w.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: x.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: y.as_entire_binding(),
-                },
-            ],
+            label: Some(kernel.name),
+            layout: &kernel.bind_layout,
+            entries: &entries,
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("vramzip gemv"),
+            label: Some(kernel.name),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.kernels.gemv);
+        pass.set_pipeline(kernel.pipeline(&self.device, variant));
         pass.set_bind_group(0, &bind, &[]);
         let max = self.limits.max_compute_workgroups_per_dimension;
-        pass.dispatch_workgroups(rows.min(max), rows.div_ceil(max), 1);
-        Ok(())
+        pass.dispatch_workgroups(workgroups.min(max), workgroups.div_ceil(max), 1);
     }
 }

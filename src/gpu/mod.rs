@@ -7,7 +7,7 @@ mod linear;
 pub mod shaders;
 
 pub use decode::{GpuGroup, Slice, Timing, padded};
-pub use linear::Linear;
+pub use linear::{Linear, WeightType, piece_steps};
 
 use crate::error::{Error, Result};
 
@@ -70,18 +70,95 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The pipelines and their explicit bind group layouts, built once.
+/// One shader with its explicit bind group layout, and its pipelines, one per set of override
+/// constants, each built the first time it is used (most programs use a few of them).
+#[derive(Debug)]
+struct Kernel {
+    name: &'static str,
+    module: wgpu::ShaderModule,
+    bind_layout: wgpu::BindGroupLayout,
+    layout: wgpu::PipelineLayout,
+    variants: Vec<Vec<(&'static str, f64)>>,
+    pipelines: Vec<std::sync::OnceLock<wgpu::ComputePipeline>>,
+}
+
+impl Kernel {
+    fn new(
+        device: &wgpu::Device,
+        name: &'static str,
+        source: &str,
+        entries: &[wgpu::BindGroupLayoutEntry],
+        variants: Vec<Vec<(&'static str, f64)>>,
+    ) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let bind_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries,
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&bind_layout)],
+            immediate_size: 0,
+        });
+        let pipelines = variants
+            .iter()
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
+        Kernel {
+            name,
+            module,
+            bind_layout,
+            layout,
+            variants,
+            pipelines,
+        }
+    }
+
+    /// The pipeline of variant `i`.
+    fn pipeline(&self, device: &wgpu::Device, i: usize) -> &wgpu::ComputePipeline {
+        self.pipelines[i].get_or_init(|| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(self.name),
+                layout: Some(&self.layout),
+                module: &self.module,
+                entry_point: None,
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &self.variants[i],
+                    ..Default::default()
+                },
+                cache: None,
+            })
+        })
+    }
+}
+
+/// The batch sizes matrix-product pipelines are built for; a batch runs on the smallest that
+/// holds it.
+const BATCH_VARIANTS: [u32; 5] = [1, 2, 4, 8, 16];
+
+/// The largest batch one matrix-product dispatch takes (`MAX_BATCH` in matmul_core.wgsl).
+pub const MAX_BATCH: u32 = 16;
+
+/// Which `BATCH_VARIANTS` entry computes `batch` (1..=16) columns.
+fn batch_variant(batch: u32) -> usize {
+    BATCH_VARIANTS
+        .iter()
+        .position(|&b| b >= batch)
+        .unwrap_or(BATCH_VARIANTS.len() - 1)
+}
+
+/// The kernels, built once. Decode comes without escape support (per-tensor codebooks) and with
+/// it (shared codebooks), as the fused product does, times its batch sizes.
 #[derive(Debug)]
 pub struct Kernels {
-    decode_layout: wgpu::BindGroupLayout,
-    /// Decode for groups whose tables have no escape (per-tensor codebooks).
-    decode: wgpu::ComputePipeline,
-    /// Decode for groups with a shared codebook's escape.
-    decode_escapes: wgpu::ComputePipeline,
-    copy_layout: wgpu::BindGroupLayout,
-    copy: wgpu::ComputePipeline,
-    gemv_layout: wgpu::BindGroupLayout,
-    gemv: wgpu::ComputePipeline,
+    decode: Kernel,
+    copy: Kernel,
+    gemv: Kernel,
+    fused: Kernel,
+    sum_pieces: Kernel,
 }
 
 /// Instance, adapter, device, queue and kernels: build once, share everywhere.
@@ -159,6 +236,9 @@ impl GpuContext {
         });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device);
+        // the decoders are always used: build them now, where a failure is reported clearly
+        kernels.decode.pipeline(&device, 0);
+        kernels.decode.pipeline(&device, 1);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building the kernels: {e}")));
         }
@@ -211,98 +291,86 @@ fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-/// A bind group layout and one pipeline per set of override constants.
-fn pipelines(
-    device: &wgpu::Device,
-    name: &str,
-    source: &str,
-    entries: &[wgpu::BindGroupLayoutEntry],
-    variants: &[&[(&str, f64)]],
-) -> (wgpu::BindGroupLayout, Vec<wgpu::ComputePipeline>) {
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    });
-    let bind_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some(name),
-        entries,
-    });
-    let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some(name),
-        bind_group_layouts: &[Some(&bind_layout)],
-        immediate_size: 0,
-    });
-    let pipelines = variants
-        .iter()
-        .map(|constants| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: Some(&layout),
-                module: &module,
-                entry_point: None,
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    ..Default::default()
-                },
-                cache: None,
-            })
-        })
-        .collect();
-    (bind_layout, pipelines)
+fn uniform_entry() -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
 }
 
 impl Kernels {
     fn new(device: &wgpu::Device) -> Self {
-        let mut entries = vec![wgpu::BindGroupLayoutEntry {
-            binding: 0,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        }];
-        entries.extend((1..=6).map(|b| storage_entry(b, true)));
-        entries.push(storage_entry(7, false));
-        let (decode_layout, mut decode) = pipelines(
-            device,
-            "decode",
-            shaders::DECODE,
-            &entries,
-            &[&[("ESCAPES", 0.0)], &[("ESCAPES", 1.0)]],
-        );
-        let (decode_escapes, decode) = (decode.remove(1), decode.remove(0));
-        let (copy_layout, mut copy) = pipelines(
-            device,
-            "copy",
-            shaders::COPY,
-            &[storage_entry(0, true), storage_entry(1, false)],
-            &[&[]],
-        );
-        let copy = copy.remove(0);
-        let uniform = entries[0];
-        let (gemv_layout, mut gemv) = pipelines(
-            device,
-            "gemv",
-            shaders::GEMV,
-            &[
-                uniform,
-                storage_entry(1, true),
-                storage_entry(2, true),
-                storage_entry(3, false),
-            ],
-            &[&[]],
-        );
-        let gemv = gemv.remove(0);
+        // bindings 1..=6 of the decoder: pieces, block info, chunk index, stream, raw, tables
+        let coded = || (1..=6).map(|b| storage_entry(b, true));
+        let decode: Vec<_> = std::iter::once(uniform_entry())
+            .chain(coded())
+            .chain([storage_entry(7, false)])
+            .collect();
+        let fused: Vec<_> = std::iter::once(uniform_entry())
+            .chain(coded())
+            .chain([storage_entry(7, true), storage_entry(8, false)])
+            .collect();
+        let escapes = [false, true];
+        let fused_variants = escapes
+            .iter()
+            .flat_map(|&e| {
+                BATCH_VARIANTS
+                    .iter()
+                    .map(move |&b| vec![("ESCAPES", e as u8 as f64), ("BATCH", b as f64)])
+            })
+            .collect();
+        let batches = BATCH_VARIANTS
+            .iter()
+            .map(|&b| vec![("BATCH", b as f64)])
+            .collect();
         Kernels {
-            gemv_layout,
-            gemv,
-            decode_layout,
-            decode,
-            decode_escapes,
-            copy_layout,
-            copy,
+            decode: Kernel::new(
+                device,
+                "decode",
+                shaders::DECODE,
+                &decode,
+                escapes
+                    .iter()
+                    .map(|&e| vec![("ESCAPES", e as u8 as f64)])
+                    .collect(),
+            ),
+            copy: Kernel::new(
+                device,
+                "copy",
+                shaders::COPY,
+                &[storage_entry(0, true), storage_entry(1, false)],
+                vec![vec![]],
+            ),
+            gemv: Kernel::new(
+                device,
+                "gemv",
+                shaders::GEMV,
+                &[
+                    uniform_entry(),
+                    storage_entry(1, true),
+                    storage_entry(2, true),
+                    storage_entry(3, false),
+                ],
+                batches,
+            ),
+            fused: Kernel::new(device, "fused", shaders::FUSED, &fused, fused_variants),
+            sum_pieces: Kernel::new(
+                device,
+                "sum_pieces",
+                shaders::SUM_PIECES,
+                &[
+                    uniform_entry(),
+                    storage_entry(1, true),
+                    storage_entry(2, false),
+                ],
+                vec![vec![]],
+            ),
         }
     }
 }

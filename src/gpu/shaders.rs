@@ -1,17 +1,37 @@
-//! Every WGSL shader of the crate, in one list (tests validate each one with naga).
+//! Every WGSL shader of the crate, in one list (tests validate each one with naga). The two
+//! `*_core.wgsl` files hold code that several shaders share (the decoder, the reduction order of
+//! the matrix products); WGSL has no includes, so they are prepended here.
 
 /// Decodes the chunked Huffman layout into output words.
-pub const DECODE: &str = include_str!("../../shaders/decode.wgsl");
+pub const DECODE: &str = concat!(
+    include_str!("../../shaders/decode_core.wgsl"),
+    include_str!("../../shaders/decode.wgsl")
+);
 
 /// A plain copy, the baseline for decode throughput.
 pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 
-/// Matrix-vector product on (decoded) weights.
-pub const GEMV: &str = include_str!("../../shaders/gemv.wgsl");
+/// Matrix-vector and small-batch matrix products on weights in memory.
+pub const GEMV: &str = concat!(
+    include_str!("../../shaders/matmul_core.wgsl"),
+    include_str!("../../shaders/gemv.wgsl")
+);
+
+/// Decode fused with the matrix product: decoded weights never reach memory.
+pub const FUSED: &str = concat!(
+    include_str!("../../shaders/decode_core.wgsl"),
+    include_str!("../../shaders/matmul_core.wgsl"),
+    include_str!("../../shaders/fused.wgsl")
+);
+
+/// Adds the fused product's piece sums, row by row.
+pub const SUM_PIECES: &str = include_str!("../../shaders/sum_pieces.wgsl");
 
 /// All shaders, by file name.
 pub const ALL: &[(&str, &str)] = &[
     ("decode.wgsl", DECODE),
     ("copy.wgsl", COPY),
     ("gemv.wgsl", GEMV),
+    ("fused.wgsl", FUSED),
+    ("sum_pieces.wgsl", SUM_PIECES),
 ];
