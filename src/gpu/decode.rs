@@ -146,7 +146,7 @@ impl Builder {
 }
 
 impl GpuContext {
-    fn buffer(&self, label: &str, mut bytes: Vec<u8>) -> wgpu::Buffer {
+    pub(super) fn buffer(&self, label: &str, mut bytes: Vec<u8>) -> wgpu::Buffer {
         bytes.resize(padded(bytes.len().max(4) as u64) as usize, 0);
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {

@@ -294,7 +294,7 @@ impl GpuContext {
             buffers.extend([x, partials]);
             let variant = coded.escapes as usize * 5 + batch_variant(n);
             let kernel = &self.kernels.fused;
-            self.dispatch(encoder, kernel, variant, &params, &buffers, fusion.blocks);
+            self.dispatch(encoder, kernel, variant, &params, &buffers, [fusion.blocks, 1]);
             let params = [
                 layer.rows,
                 fusion.pieces_per_row,
@@ -307,7 +307,7 @@ impl GpuContext {
             ];
             let sums = (layer.rows * n).div_ceil(64);
             let kernel = &self.kernels.sum_pieces;
-            self.dispatch(encoder, kernel, 0, &params, &[partials, y], sums);
+            self.dispatch(encoder, kernel, 0, &params, &[partials, y], [sums, 1]);
         }
         Ok(())
     }
@@ -349,21 +349,22 @@ impl GpuContext {
                 first,
             ];
             let kernel = &self.kernels.gemv;
-            self.dispatch(encoder, kernel, batch_variant(n), &params, &[w, x, y], rows);
+            self.dispatch(encoder, kernel, batch_variant(n), &params, &[w, x, y], [rows, 1]);
         }
         Ok(())
     }
 
     /// Records one dispatch of `workgroups` workgroups of `kernel`'s pipeline `variant`, with
     /// `params` as the uniform at binding 0 and `buffers` bound whole at bindings 1, 2, ...
-    fn dispatch(
+    /// `workgroups`: `[n, 1]` (spread over two dimensions when over the limit) or `[x, y]`.
+    pub(super) fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: &super::Kernel,
         variant: usize,
         params: &[u32],
         buffers: &[&wgpu::Buffer],
-        workgroups: u32,
+        workgroups: [u32; 2],
     ) {
         let params = self
             .device
@@ -391,7 +392,12 @@ impl GpuContext {
         });
         pass.set_pipeline(kernel.pipeline(&self.device, variant));
         pass.set_bind_group(0, &bind, &[]);
+        let [x, y] = workgroups;
         let max = self.limits.max_compute_workgroups_per_dimension;
-        pass.dispatch_workgroups(workgroups.min(max), workgroups.div_ceil(max), 1);
+        if y > 1 {
+            pass.dispatch_workgroups(x, y, 1);
+        } else {
+            pass.dispatch_workgroups(x.min(max), x.div_ceil(max), 1);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! once; compressed tensors uploaded once and decoded in WGSL into caller-owned buffers.
 
 pub mod bench;
+pub mod bert;
 mod decode;
 mod linear;
 pub mod shaders;
@@ -75,6 +76,8 @@ pub fn list_adapters(backend: Option<&str>) -> Result<Vec<String>> {
 #[derive(Debug)]
 struct Kernel {
     name: &'static str,
+    /// The entry point, where the module has several.
+    entry: Option<&'static str>,
     module: wgpu::ShaderModule,
     bind_layout: wgpu::BindGroupLayout,
     layout: wgpu::PipelineLayout,
@@ -109,12 +112,35 @@ impl Kernel {
             .collect();
         Kernel {
             name,
+            entry: None,
             module,
             bind_layout,
             layout,
             variants,
             pipelines,
         }
+    }
+
+    /// One kernel per entry point of `source`, all on one bind group layout and one module.
+    fn entries(
+        device: &wgpu::Device,
+        source: &str,
+        layout: &[wgpu::BindGroupLayoutEntry],
+        names: &[&'static str],
+    ) -> Vec<Self> {
+        let first = Kernel::new(device, names[0], source, layout, vec![vec![]]);
+        names
+            .iter()
+            .map(|&name| Kernel {
+                name,
+                entry: Some(name),
+                module: first.module.clone(),
+                bind_layout: first.bind_layout.clone(),
+                layout: first.layout.clone(),
+                variants: vec![vec![]],
+                pipelines: vec![std::sync::OnceLock::new()],
+            })
+            .collect()
     }
 
     /// The pipeline of variant `i`.
@@ -124,7 +150,7 @@ impl Kernel {
                 label: Some(self.name),
                 layout: Some(&self.layout),
                 module: &self.module,
-                entry_point: None,
+                entry_point: self.entry,
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &self.variants[i],
                     ..Default::default()

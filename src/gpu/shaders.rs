@@ -27,6 +27,9 @@ pub const FUSED: &str = concat!(
 /// Adds the fused product's piece sums, row by row.
 pub const SUM_PIECES: &str = include_str!("../../shaders/sum_pieces.wgsl");
 
+/// The non-matmul operations of the BERT example forward pass.
+pub const BERT: &str = include_str!("../../shaders/bert.wgsl");
+
 /// All shaders, by file name.
 pub const ALL: &[(&str, &str)] = &[
     ("decode.wgsl", DECODE),
@@ -34,4 +37,5 @@ pub const ALL: &[(&str, &str)] = &[
     ("gemv.wgsl", GEMV),
     ("fused.wgsl", FUSED),
     ("sum_pieces.wgsl", SUM_PIECES),
+    ("bert.wgsl", BERT),
 ];

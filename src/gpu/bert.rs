@@ -1,0 +1,647 @@
+//! A BERT encoder forward pass on the GPU (all-MiniLM-L6-v2 and models of its shape) whose weight
+//! matrices stay compressed in VRAM: vramzip inside a real inference loop.
+//!
+//! Every weight matrix (the embedding tables and the six matrices of each layer) is uploaded
+//! compressed once. A forward pass records, in one command encoder: the decode of the embedding
+//! tables into a scratch buffer and the embedding lookup; per layer, the six products (fused
+//! decode+product, or decode into the scratch then product) with the attention, GELU and
+//! LayerNorm kernels of `shaders/bert.wgsl` between them; then mean pooling and normalization.
+//! Biases and LayerNorm parameters (vectors, 0.2% of MiniLM's parameters) are decoded once on the
+//! CPU and kept as f32. The same code runs on uncompressed weights, and since every kernel
+//! reduces in a fixed order, compressed and uncompressed weights give the same bits.
+
+use super::{GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, WeightType, storage_entry};
+use crate::error::{Error, Result};
+use crate::format::Archive;
+use wgpu::util::DeviceExt;
+
+/// The fields of a Hugging Face `config.json` that the encoder needs.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct BertConfig {
+    /// Width of the hidden states.
+    pub hidden_size: u32,
+    /// Encoder layers.
+    pub num_hidden_layers: u32,
+    /// Attention heads.
+    pub num_attention_heads: u32,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: u32,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f32,
+    /// Positions the model knows.
+    pub max_position_embeddings: u32,
+    /// Activation of the feed-forward layer; only `gelu` (the erf form) is supported.
+    pub hidden_act: String,
+}
+
+/// The most tokens a forward pass takes (the attention kernel keeps a row of scores in
+/// workgroup memory).
+pub const MAX_TOKENS: usize = 512;
+/// The widest hidden state the kernels take.
+const MAX_HIDDEN: u32 = 1024;
+
+impl BertConfig {
+    /// Reads and checks a `config.json`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let config: BertConfig = serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+            path: path.to_path_buf(),
+            reason: format!("not a BERT config.json: {e}"),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        let ok = self.hidden_size > 0
+            && self.hidden_size <= MAX_HIDDEN
+            && self.num_attention_heads > 0
+            && self.hidden_size.is_multiple_of(self.num_attention_heads)
+            && self.intermediate_size > 0
+            && self.hidden_act == "gelu";
+        if !ok {
+            return Err(Error::InvalidArgument(format!(
+                "unsupported BERT configuration (hidden size up to {MAX_HIDDEN}, a multiple of the heads, GELU): {self:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the weights come from.
+pub enum Weights<'a> {
+    /// A vramzip archive: matrices stay compressed in VRAM, multiplied by the fused kernel
+    /// (`fused`) or decoded into a scratch buffer right before each product.
+    Compressed {
+        /// The archive.
+        archive: &'a Archive,
+        /// Use the fused decode+product kernel wherever the layer allows it.
+        fused: bool,
+    },
+    /// An ordinary safetensors file, uploaded as it is (the baseline).
+    Uncompressed(&'a safetensors::SafeTensors<'a>),
+}
+
+impl Weights<'_> {
+    /// dtype, shape and bytes of tensor `name`.
+    fn tensor(&self, name: &str) -> Result<(String, Vec<u64>, Vec<u8>)> {
+        let missing = || Error::InvalidArgument(format!("the model has no tensor '{name}'"));
+        match self {
+            Weights::Compressed { archive, .. } => {
+                let t = archive.tensor(name).ok_or_else(missing)?;
+                Ok((t.meta.dtype.clone(), t.meta.shape.clone(), archive.decode(t)?))
+            }
+            Weights::Uncompressed(st) => {
+                let t = st.tensor(name).map_err(|_| missing())?;
+                let shape = t.shape().iter().map(|&d| d as u64).collect();
+                Ok((format!("{:?}", t.dtype()), shape, t.data().to_vec()))
+            }
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        match self {
+            Weights::Compressed { archive, .. } => archive.tensor(name).is_some(),
+            Weights::Uncompressed(st) => st.tensor(name).is_ok(),
+        }
+    }
+}
+
+/// Values of a float tensor as f32 (exact for f32, bf16 and f16).
+fn to_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
+    let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+    Ok(match dtype {
+        "F32" => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        "BF16" => bytes
+            .chunks_exact(2)
+            .map(|b| f32::from_bits((half(b) as u32) << 16))
+            .collect(),
+        "F16" => bytes.chunks_exact(2).map(|b| f16_to_f32(half(b))).collect(),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "'{name}': expected a float tensor, not {other}"
+            )));
+        }
+    })
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let (sign, exp, man) = ((h as u32 & 0x8000) << 16, (h >> 10) as u32 & 31, h as u32 & 1023);
+    match exp {
+        0 => {
+            let mag = man as f32 * 2f32.powi(-24);
+            if sign != 0 { -mag } else { mag }
+        }
+        31 => f32::from_bits(sign | 0x7f80_0000 | (man << 13)),
+        e => f32::from_bits(sign | ((e + 112) << 23) | (man << 13)),
+    }
+}
+
+/// A weight matrix: compressed in VRAM, or uploaded as it is.
+enum Matrix {
+    Packed(Linear),
+    Raw {
+        buffer: wgpu::Buffer,
+        dtype: WeightType,
+        rows: u32,
+        cols: u32,
+    },
+}
+
+/// One encoder layer: six matrices, their biases, two LayerNorms (gamma then beta).
+struct Layer {
+    matrices: [Matrix; 6], // query, key, value, attention output, intermediate, output
+    biases: [wgpu::Buffer; 6],
+    norms: [wgpu::Buffer; 2], // after attention, after the feed-forward layer
+}
+
+/// The word, position and token-type tables, and the LayerNorm after them.
+struct Embeddings {
+    tables: Tables,
+    dtype: WeightType,
+    /// First element of the word, position and token-type tables.
+    starts: [u32; 3],
+    vocab: u32,
+    positions: u32,
+    norm: wgpu::Buffer,
+}
+
+enum Tables {
+    /// Decoded into the scratch buffer by each forward pass.
+    Packed(GpuGroup),
+    Raw(wgpu::Buffer),
+}
+
+/// VRAM a loaded model holds, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Vram {
+    /// Weight matrices: compressed, or as uploaded.
+    pub matrices: u64,
+    /// Biases and LayerNorm parameters, as f32.
+    pub vectors: u64,
+    /// The decode scratch and the fused kernel's partial sums.
+    pub scratch: u64,
+}
+
+impl Vram {
+    /// Everything.
+    pub fn total(&self) -> u64 {
+        self.matrices + self.vectors + self.scratch
+    }
+}
+
+/// A BERT encoder resident in VRAM.
+pub struct Bert {
+    /// The model's configuration.
+    pub config: BertConfig,
+    embeddings: Option<Embeddings>,
+    layers: Vec<Layer>,
+    fused: bool,
+    /// Layers that asked for the fused kernel but could not have it, and why.
+    pub unfused: Vec<String>,
+    scratch: Option<wgpu::Buffer>,
+    partials: Option<wgpu::Buffer>,
+    empty: wgpu::Buffer,
+    vram: Vram,
+    // embed, add_norm, bias_act, attention, pool
+    kernels: Vec<Kernel>,
+}
+
+const EMBED: usize = 0;
+const ADD_NORM: usize = 1;
+const BIAS_ACT: usize = 2;
+const ATTENTION: usize = 3;
+const POOL: usize = 4;
+
+impl Bert {
+    /// Uploads the model. Loads the embeddings when the weights have them (a forward pass from
+    /// token ids needs them; [`Bert::encode`] does not) and the first `config.num_hidden_layers`
+    /// layers.
+    pub fn load(gpu: &GpuContext, weights: &Weights, config: BertConfig) -> Result<Self> {
+        config.check()?;
+        let fused = matches!(weights, Weights::Compressed { fused: true, .. });
+        let vector = |name: &str, len: u32| -> Result<wgpu::Buffer> {
+            let (dtype, _, bytes) = weights.tensor(name)?;
+            let values = to_f32(name, &dtype, &bytes)?;
+            if values.len() != len as usize {
+                return Err(Error::InvalidArgument(format!(
+                    "'{name}' has {} values, the configuration says {len}",
+                    values.len()
+                )));
+            }
+            Ok(f32_buffer(gpu, &values))
+        };
+        let norm = |prefix: &str| -> Result<wgpu::Buffer> {
+            let (_, _, g) = weights.tensor(&format!("{prefix}.weight"))?;
+            let (dtype, _, b) = weights.tensor(&format!("{prefix}.bias"))?;
+            let mut values = to_f32(prefix, &dtype, &g)?;
+            values.extend(to_f32(prefix, &dtype, &b)?);
+            if values.len() != 2 * config.hidden_size as usize {
+                return Err(Error::InvalidArgument(format!(
+                    "'{prefix}' does not have {} values",
+                    config.hidden_size
+                )));
+            }
+            Ok(f32_buffer(gpu, &values))
+        };
+        let mut unfused = Vec::new();
+        let mut matrix = |name: &str, rows: u32, cols: u32| -> Result<Matrix> {
+            let (got_rows, got_cols, m) = match weights {
+                Weights::Compressed { archive, .. } => {
+                    let l = gpu.linear(archive, name)?;
+                    if let (true, Some(why)) = (fused, l.unfusable()) {
+                        unfused.push(format!("{name}: {why}"));
+                    }
+                    (l.rows, l.cols, Matrix::Packed(l))
+                }
+                Weights::Uncompressed(_) => {
+                    let (dtype, shape, bytes) = weights.tensor(name)?;
+                    let dtype = WeightType::from_dtype(&dtype).ok_or_else(|| {
+                        Error::InvalidArgument(format!("'{name}': {dtype} weights"))
+                    })?;
+                    let [r, c] = shape[..] else {
+                        return Err(Error::InvalidArgument(format!("'{name}' is not 2-D")));
+                    };
+                    let buffer = gpu.buffer(name, bytes);
+                    let (r, c) = (r as u32, c as u32);
+                    (r, c, Matrix::Raw { buffer, dtype, rows: r, cols: c })
+                }
+            };
+            if (got_rows, got_cols) != (rows, cols) {
+                return Err(Error::InvalidArgument(format!(
+                    "'{name}' is {got_rows}x{got_cols}, the configuration says {rows}x{cols}"
+                )));
+            }
+            Ok(m)
+        };
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let mut layers = Vec::new();
+        for l in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            let names = [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "intermediate.dense",
+                "output.dense",
+            ];
+            let shapes = [(h, h), (h, h), (h, h), (h, h), (i, h), (h, i)];
+            let mut matrices = Vec::new();
+            let mut biases = Vec::new();
+            for (n, (r, c)) in names.iter().zip(shapes) {
+                matrices.push(matrix(&format!("{p}.{n}.weight"), r, c)?);
+                biases.push(vector(&format!("{p}.{n}.bias"), r)?);
+            }
+            layers.push(Layer {
+                matrices: matrices.try_into().ok().expect("six"),
+                biases: biases.try_into().ok().expect("six"),
+                norms: [
+                    norm(&format!("{p}.attention.output.LayerNorm"))?,
+                    norm(&format!("{p}.output.LayerNorm"))?,
+                ],
+            });
+        }
+        let embeddings = if weights.has("embeddings.word_embeddings.weight") {
+            Some(load_embeddings(gpu, weights, &config, norm("embeddings.LayerNorm")?)?)
+        } else {
+            None
+        };
+
+        // The scratch holds the decoded embedding tables, and any matrix decoded before its
+        // product; the partial sums serve every fused product.
+        let mut scratch_bytes = match embeddings.as_ref().map(|e| &e.tables) {
+            Some(Tables::Packed(g)) => g.output_bytes,
+            _ => 0,
+        };
+        let mut partial_bytes = 0;
+        let mut vram = Vram::default();
+        for m in layers.iter().flat_map(|l| &l.matrices) {
+            match m {
+                Matrix::Packed(l) => {
+                    vram.matrices += l.resident_bytes();
+                    if fused && l.unfusable().is_none() {
+                        partial_bytes = partial_bytes.max(l.partial_bytes(MAX_BATCH));
+                    } else {
+                        scratch_bytes = scratch_bytes.max(l.decoded_bytes());
+                    }
+                }
+                Matrix::Raw { buffer, .. } => vram.matrices += buffer.size(),
+            }
+        }
+        if let Some(e) = &embeddings {
+            vram.matrices += match &e.tables {
+                Tables::Packed(g) => g.resident_bytes,
+                Tables::Raw(b) => b.size(),
+            };
+            vram.vectors += e.norm.size();
+        }
+        for l in &layers {
+            vram.vectors += l.biases.iter().chain(&l.norms).map(|b| b.size()).sum::<u64>();
+        }
+        let scratch = (scratch_bytes > 0)
+            .then(|| gpu.output_buffer(scratch_bytes))
+            .transpose()?;
+        let partials = (partial_bytes > 0)
+            .then(|| gpu.output_buffer(partial_bytes))
+            .transpose()?;
+        vram.scratch = scratch.as_ref().map_or(0, |b| b.size())
+            + partials.as_ref().map_or(0, |b| b.size());
+        let layout: Vec<_> = std::iter::once(super::uniform_entry())
+            .chain((1..=4).map(|b| storage_entry(b, true)))
+            .chain([storage_entry(5, false)])
+            .collect();
+        let kernels = Kernel::entries(
+            &gpu.device,
+            super::shaders::BERT,
+            &layout,
+            &["embed", "add_norm", "bias_act", "attention", "pool"],
+        );
+        Ok(Bert {
+            config,
+            embeddings,
+            layers,
+            fused,
+            unfused,
+            scratch,
+            partials,
+            empty: f32_buffer(gpu, &[0.0; 4]),
+            vram,
+            kernels,
+        })
+    }
+
+    /// What the model holds in VRAM.
+    pub fn vram(&self) -> Vram {
+        self.vram
+    }
+
+    /// The sentence embedding of `ids` (token ids, special tokens included): the encoder, mean
+    /// pooling over the tokens, L2 normalization, as sentence-transformers computes it.
+    pub fn embed(&self, gpu: &GpuContext, ids: &[u32]) -> Result<Vec<f32>> {
+        let e = self.embeddings.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("the weights have no embedding tables".into())
+        })?;
+        let limit = (e.positions as usize).min(MAX_TOKENS);
+        if ids.is_empty() || ids.len() > limit {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens: a forward pass takes 1 to {limit}",
+                ids.len()
+            )));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id >= e.vocab) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                e.vocab
+            )));
+        }
+        let tokens = ids.len() as u32;
+        let h = self.config.hidden_size;
+        let hidden = gpu.output_buffer(4 * (tokens * h) as u64)?;
+        let ids = gpu.buffer("token ids", bytemuck::cast_slice(ids).to_vec());
+        let out = gpu.output_buffer(4 * h as u64)?;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let table = match &e.tables {
+            Tables::Packed(group) => {
+                let scratch = self.scratch.as_ref().expect("sized for the tables");
+                gpu.record_decode(&mut encoder, group, scratch, 0)?;
+                scratch
+            }
+            Tables::Raw(b) => b,
+        };
+        let mut params = self.params(tokens);
+        params[6] = e.dtype_code();
+        params[7..10].copy_from_slice(&e.starts);
+        let k = &self.kernels[EMBED];
+        let buffers = [table, &ids, &e.norm, &self.empty, &hidden];
+        gpu.dispatch(&mut encoder, k, 0, &params, &buffers, [tokens, 1]);
+        self.record_layers(gpu, &mut encoder, &hidden, tokens)?;
+        let k = &self.kernels[POOL];
+        let buffers = [&self.empty, &self.empty, &self.empty, &hidden, &out];
+        gpu.dispatch(&mut encoder, k, 0, &self.params(tokens), &buffers, [1, 1]);
+        gpu.queue.submit([encoder.finish()]);
+        read_f32(gpu, &out, h as usize)
+    }
+
+    /// Runs the encoder layers on `hidden` (tokens x hidden_size f32 hidden states) and returns
+    /// the new hidden states: the forward pass without embeddings and pooling.
+    pub fn encode(&self, gpu: &GpuContext, hidden: &[f32]) -> Result<Vec<f32>> {
+        let h = self.config.hidden_size as usize;
+        let tokens = hidden.len() / h;
+        if tokens == 0 || tokens > MAX_TOKENS || !hidden.len().is_multiple_of(h) {
+            return Err(Error::InvalidArgument(format!(
+                "{} values are not 1 to {MAX_TOKENS} tokens of {h}",
+                hidden.len()
+            )));
+        }
+        let buffer = f32_buffer(gpu, hidden);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        self.record_layers(gpu, &mut encoder, &buffer, tokens as u32)?;
+        gpu.queue.submit([encoder.finish()]);
+        read_f32(gpu, &buffer, hidden.len())
+    }
+
+    /// The uniform of the bert.wgsl kernels, with the fields every entry shares.
+    fn params(&self, tokens: u32) -> [u32; 12] {
+        let c = &self.config;
+        let head_dim = c.hidden_size / c.num_attention_heads;
+        let mut p = [0u32; 12];
+        p[..4].copy_from_slice(&[tokens, c.hidden_size, c.num_attention_heads, head_dim]);
+        p[10] = c.layer_norm_eps.to_bits();
+        p
+    }
+
+    /// y = W x for the `tokens` columns of x.
+    fn product(
+        &self,
+        gpu: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        m: &Matrix,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        tokens: u32,
+    ) -> Result<()> {
+        match m {
+            Matrix::Packed(l) => match (&self.partials, &self.scratch) {
+                (Some(partials), _) if self.fused && l.unfusable().is_none() => {
+                    gpu.record_linear_fused(encoder, l, partials, x, y, tokens)
+                }
+                (_, Some(scratch)) => gpu.record_linear(encoder, l, scratch, x, y, tokens),
+                _ => Err(Error::InvalidArgument("no scratch buffer".into())),
+            },
+            Matrix::Raw {
+                buffer,
+                dtype,
+                rows,
+                cols,
+            } => gpu.record_matmul(encoder, buffer, 0, *dtype, *rows, *cols, x, y, tokens),
+        }
+    }
+
+    /// Records every layer on `hidden` (tokens x hidden_size), in place.
+    fn record_layers(
+        &self,
+        gpu: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        hidden: &wgpu::Buffer,
+        tokens: u32,
+    ) -> Result<()> {
+        let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
+        let act = |n: u32| gpu.output_buffer(4 * (tokens * n) as u64);
+        let (q, k, v, qkv) = (act(h)?, act(h)?, act(h)?, act(3 * h)?);
+        let (context, branch, inner) = (act(h)?, act(h)?, act(i)?);
+        let bytes = 4 * (tokens * h) as u64;
+        let base = self.params(tokens);
+        // dst += bias, then GELU when `gelu`
+        let bias = |encoder: &mut wgpu::CommandEncoder, dst, bias, width: u32, gelu: bool| {
+            let mut p = base;
+            p[4] = width;
+            p[5] = gelu as u32;
+            let buffers = [&self.empty, &self.empty, bias, &self.empty, dst];
+            let groups = (tokens * width).div_ceil(64);
+            gpu.dispatch(encoder, &self.kernels[BIAS_ACT], 0, &p, &buffers, [groups, 1]);
+        };
+        // hidden = LayerNorm(hidden + branch)
+        let add_norm = |encoder: &mut wgpu::CommandEncoder, norm| {
+            let buffers = [&self.empty, &self.empty, norm, &branch, hidden];
+            let k = &self.kernels[ADD_NORM];
+            gpu.dispatch(encoder, k, 0, &base, &buffers, [tokens, 1]);
+        };
+        for layer in &self.layers {
+            let [wq, wk, wv, wo, wi, wd] = &layer.matrices;
+            for (n, (m, y)) in [(wq, &q), (wk, &k), (wv, &v)].into_iter().enumerate() {
+                self.product(gpu, encoder, m, hidden, y, tokens)?;
+                bias(encoder, y, &layer.biases[n], h, false);
+                encoder.copy_buffer_to_buffer(y, 0, &qkv, n as u64 * bytes, bytes);
+            }
+            let buffers = [&self.empty, &self.empty, &self.empty, &qkv, &context];
+            let heads = self.config.num_attention_heads;
+            let k = &self.kernels[ATTENTION];
+            gpu.dispatch(encoder, k, 0, &base, &buffers, [heads, tokens]);
+            self.product(gpu, encoder, wo, &context, &branch, tokens)?;
+            bias(encoder, &branch, &layer.biases[3], h, false);
+            add_norm(encoder, &layer.norms[0]);
+            self.product(gpu, encoder, wi, hidden, &inner, tokens)?;
+            bias(encoder, &inner, &layer.biases[4], i, true);
+            self.product(gpu, encoder, wd, &inner, &branch, tokens)?;
+            bias(encoder, &branch, &layer.biases[5], h, false);
+            add_norm(encoder, &layer.norms[1]);
+        }
+        Ok(())
+    }
+}
+
+impl Embeddings {
+    fn dtype_code(&self) -> u32 {
+        match self.dtype {
+            WeightType::F32 => 0,
+            WeightType::BF16 => 1,
+            WeightType::F16 => 2,
+        }
+    }
+}
+
+fn load_embeddings(
+    gpu: &GpuContext,
+    weights: &Weights,
+    config: &BertConfig,
+    norm: wgpu::Buffer,
+) -> Result<Embeddings> {
+    let names = [
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
+    ];
+    let mut shapes = Vec::new();
+    let mut dtypes = Vec::new();
+    for name in names {
+        let (dtype, shape) = match weights {
+            Weights::Compressed { archive, .. } => {
+                let t = archive.tensor(name).ok_or_else(|| {
+                    Error::InvalidArgument(format!("the model has no tensor '{name}'"))
+                })?;
+                (t.meta.dtype.clone(), t.meta.shape.clone())
+            }
+            Weights::Uncompressed(_) => {
+                let (dtype, shape, _) = weights.tensor(name)?;
+                (dtype, shape)
+            }
+        };
+        match shape[..] {
+            [_, c] if c == config.hidden_size as u64 => shapes.push(shape[0] as u32),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "'{name}' is {shape:?}, not rows of {}",
+                    config.hidden_size
+                )));
+            }
+        }
+        dtypes.push(dtype);
+    }
+    let dtype = WeightType::from_dtype(&dtypes[0])
+        .filter(|_| dtypes.iter().all(|d| *d == dtypes[0]))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("embedding tables of types {dtypes:?}"))
+        })?;
+    // Each table starts on a word; the kernel addresses elements.
+    let (tables, byte_starts) = match weights {
+        Weights::Compressed { archive, .. } => {
+            let entries: Vec<_> = names.iter().filter_map(|n| archive.tensor(n)).collect();
+            let mut groups = gpu.upload(archive, &entries)?;
+            if groups.len() != 1 {
+                return Err(Error::TooLarge {
+                    what: "the embedding tables in one binding".into(),
+                    size: entries.iter().map(|t| t.meta.bytes).sum(),
+                    limit: gpu.limits.max_storage_buffer_binding_size,
+                });
+            }
+            let group = groups.remove(0);
+            let starts: Vec<u64> = names
+                .iter()
+                .map(|n| group.slice(n).map_or(0, |s| s.offset))
+                .collect();
+            (Tables::Packed(group), starts)
+        }
+        Weights::Uncompressed(_) => {
+            let mut bytes = Vec::new();
+            let mut starts = Vec::new();
+            for name in names {
+                starts.push(bytes.len() as u64);
+                bytes.extend(weights.tensor(name)?.2);
+                bytes.resize(bytes.len().next_multiple_of(4), 0);
+            }
+            (Tables::Raw(gpu.buffer("embeddings", bytes)), starts)
+        }
+    };
+    let starts = [0, 1, 2].map(|k| (byte_starts[k] / dtype.bytes()) as u32);
+    Ok(Embeddings {
+        tables,
+        dtype,
+        starts,
+        vocab: shapes[0],
+        positions: shapes[1],
+        norm,
+    })
+}
+
+fn f32_buffer(gpu: &GpuContext, values: &[f32]) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("f32"),
+            contents: bytemuck::cast_slice(values),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        })
+}
+
+fn read_f32(gpu: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
+    let bytes = gpu.read_back(buffer, 4 * n as u64)?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
