@@ -30,7 +30,10 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             "--model" => model = args.next().ok_or("--model needs a directory")?.into(),
             "--bf16" => bf16 = true,
             "--chunk-groups" => {
-                chunk_groups = args.next().ok_or("--chunk-groups needs a number")?.parse()?
+                chunk_groups = args
+                    .next()
+                    .ok_or("--chunk-groups needs a number")?
+                    .parse()?
             }
             _ => sentences.push(a),
         }
@@ -38,7 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         root.join("tests/data/minilm-reference.json"),
     )?)?;
-    let reference = reference["sentences"].as_array().cloned().unwrap_or_default();
+    let reference = reference["sentences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if sentences.is_empty() {
         sentences = reference
             .iter()
@@ -138,11 +144,13 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let ids: Vec<u32> = enc.get_ids().to_vec();
         let mut results = Vec::new();
         let mut times = Vec::new();
+        let mut transient = Vec::new();
         for (_, m) in &loaded {
             m.embed(&gpu, &ids)?; // warm-up: pipelines, first touch
             let t = Instant::now();
             results.push(m.embed(&gpu, &ids)?);
             times.push(t.elapsed().as_secs_f64() * 1e3);
+            transient.push(m.last_transient_bytes());
         }
         let same = results.iter().all(|r| {
             r.iter()
@@ -169,6 +177,10 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         println!(
             "  ms per sentence: uncompressed {:.2}, decode+product {:.2}, fused {:.2}",
             times[0], times[1], times[2]
+        );
+        println!(
+            "  bytes the pass allocated (activations, decoded embedding blocks): {}, {}, {}",
+            transient[0], transient[1], transient[2]
         );
     }
     let _ = std::fs::remove_file(&packed);

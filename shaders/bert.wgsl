@@ -13,16 +13,12 @@ struct Params {
     width: u32,      // bias_act: values per token
     act: u32,        // bias_act: 0 none, 1 GELU
     dtype: u32,      // embed: the tables' type (0 f32, 1 bf16, 2 f16)
-    word: u32,       // embed: first element of the word table in `table`
-    position: u32,   // embed: first element of the position table
-    token_type: u32, // embed: first element of the token-type table (type 0 is used)
     eps: f32,        // LayerNorm epsilon
-    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> table: array<u32>;    // embedding tables (packed dtype)
-@group(0) @binding(2) var<storage, read> ids: array<u32>;      // token ids
+@group(0) @binding(1) var<storage, read> table: array<u32>;    // embedding rows (packed dtype)
+@group(0) @binding(2) var<storage, read> rows: array<u32>;     // per token: first element of its word, position and token-type rows in `table`
 @group(0) @binding(3) var<storage, read> param: array<f32>;    // bias, or LayerNorm gamma then beta
 @group(0) @binding(4) var<storage, read> src: array<f32>;      // an input activation
 @group(0) @binding(5) var<storage, read_write> dst: array<f32>; // the output (also read)
@@ -99,10 +95,11 @@ fn layer_norm(t: u32, token: u32) {
 fn embed(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let token = wid.x;
     let h = min(p.hidden, MAX_HIDDEN);
-    let id = ids[token];
+    let word = rows[3u * token];
+    let position = rows[3u * token + 1u];
+    let token_type = rows[3u * token + 2u];
     for (var c = t; c < h; c += THREADS) {
-        row[c] = (table_value(p.word + id * h + c) + table_value(p.token_type + c))
-            + table_value(p.position + token * h + c);
+        row[c] = (table_value(word + c) + table_value(token_type + c)) + table_value(position + c);
     }
     workgroupBarrier();
     layer_norm(t, token);

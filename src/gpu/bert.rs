@@ -89,7 +89,11 @@ impl Weights<'_> {
         match self {
             Weights::Compressed { archive, .. } => {
                 let t = archive.tensor(name).ok_or_else(missing)?;
-                Ok((t.meta.dtype.clone(), t.meta.shape.clone(), archive.decode(t)?))
+                Ok((
+                    t.meta.dtype.clone(),
+                    t.meta.shape.clone(),
+                    archive.decode(t)?,
+                ))
             }
             Weights::Uncompressed(st) => {
                 let t = st.tensor(name).map_err(|_| missing())?;
@@ -129,7 +133,11 @@ fn to_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
 }
 
 fn f16_to_f32(h: u16) -> f32 {
-    let (sign, exp, man) = ((h as u32 & 0x8000) << 16, (h >> 10) as u32 & 31, h as u32 & 1023);
+    let (sign, exp, man) = (
+        (h as u32 & 0x8000) << 16,
+        (h >> 10) as u32 & 31,
+        h as u32 & 1023,
+    );
     match exp {
         0 => {
             let mag = man as f32 * 2f32.powi(-24);
@@ -162,17 +170,22 @@ struct Layer {
 struct Embeddings {
     tables: Tables,
     dtype: WeightType,
-    /// First element of the word, position and token-type tables.
-    starts: [u32; 3],
     vocab: u32,
     positions: u32,
     norm: wgpu::Buffer,
 }
 
+const TABLES: [&str; 3] = [
+    "embeddings.word_embeddings.weight",
+    "embeddings.position_embeddings.weight",
+    "embeddings.token_type_embeddings.weight",
+];
+
 enum Tables {
-    /// Decoded into the scratch buffer by each forward pass.
-    Packed(GpuGroup),
-    Raw(wgpu::Buffer),
+    /// Compressed, one group a table: a forward pass decodes just the blocks that hold its rows.
+    Packed([GpuGroup; 3]),
+    /// As uploaded, one after the other from these bytes.
+    Raw(wgpu::Buffer, [u64; 3]),
 }
 
 /// VRAM a loaded model holds, in bytes.
@@ -206,6 +219,8 @@ pub struct Bert {
     partials: Option<wgpu::Buffer>,
     empty: wgpu::Buffer,
     vram: Vram,
+    /// Bytes of the buffers the last forward pass allocated for itself.
+    transient: std::cell::Cell<u64>,
     // embed, add_norm, bias_act, attention, pool
     kernels: Vec<Kernel>,
 }
@@ -267,7 +282,16 @@ impl Bert {
                     };
                     let buffer = gpu.buffer(name, bytes);
                     let (r, c) = (r as u32, c as u32);
-                    (r, c, Matrix::Raw { buffer, dtype, rows: r, cols: c })
+                    (
+                        r,
+                        c,
+                        Matrix::Raw {
+                            buffer,
+                            dtype,
+                            rows: r,
+                            cols: c,
+                        },
+                    )
                 }
             };
             if (got_rows, got_cols) != (rows, cols) {
@@ -305,18 +329,20 @@ impl Bert {
                 ],
             });
         }
-        let embeddings = if weights.has("embeddings.word_embeddings.weight") {
-            Some(load_embeddings(gpu, weights, &config, norm("embeddings.LayerNorm")?)?)
+        let embeddings = if weights.has(TABLES[0]) {
+            Some(load_embeddings(
+                gpu,
+                weights,
+                &config,
+                norm("embeddings.LayerNorm")?,
+            )?)
         } else {
             None
         };
 
-        // The scratch holds the decoded embedding tables, and any matrix decoded before its
-        // product; the partial sums serve every fused product.
-        let mut scratch_bytes = match embeddings.as_ref().map(|e| &e.tables) {
-            Some(Tables::Packed(g)) => g.output_bytes,
-            _ => 0,
-        };
+        // The scratch holds any matrix decoded before its product; the partial sums serve every
+        // fused product.
+        let mut scratch_bytes = 0;
         let mut partial_bytes = 0;
         let mut vram = Vram::default();
         for m in layers.iter().flat_map(|l| &l.matrices) {
@@ -334,13 +360,18 @@ impl Bert {
         }
         if let Some(e) = &embeddings {
             vram.matrices += match &e.tables {
-                Tables::Packed(g) => g.resident_bytes,
-                Tables::Raw(b) => b.size(),
+                Tables::Packed(g) => g.iter().map(|g| g.resident_bytes).sum(),
+                Tables::Raw(b, _) => b.size(),
             };
             vram.vectors += e.norm.size();
         }
         for l in &layers {
-            vram.vectors += l.biases.iter().chain(&l.norms).map(|b| b.size()).sum::<u64>();
+            vram.vectors += l
+                .biases
+                .iter()
+                .chain(&l.norms)
+                .map(|b| b.size())
+                .sum::<u64>();
         }
         let scratch = (scratch_bytes > 0)
             .then(|| gpu.output_buffer(scratch_bytes))
@@ -348,8 +379,8 @@ impl Bert {
         let partials = (partial_bytes > 0)
             .then(|| gpu.output_buffer(partial_bytes))
             .transpose()?;
-        vram.scratch = scratch.as_ref().map_or(0, |b| b.size())
-            + partials.as_ref().map_or(0, |b| b.size());
+        vram.scratch =
+            scratch.as_ref().map_or(0, |b| b.size()) + partials.as_ref().map_or(0, |b| b.size());
         let layout: Vec<_> = std::iter::once(super::uniform_entry())
             .chain((1..=4).map(|b| storage_entry(b, true)))
             .chain([storage_entry(5, false)])
@@ -370,6 +401,7 @@ impl Bert {
             partials,
             empty: f32_buffer(gpu, &[0.0; 4]),
             vram,
+            transient: Default::default(),
             kernels,
         })
     }
@@ -379,12 +411,19 @@ impl Bert {
         self.vram
     }
 
+    /// Bytes of the buffers the last forward pass allocated for itself (activations, token
+    /// rows, the decoded blocks of the embedding tables).
+    pub fn last_transient_bytes(&self) -> u64 {
+        self.transient.get()
+    }
+
     /// The sentence embedding of `ids` (token ids, special tokens included): the encoder, mean
     /// pooling over the tokens, L2 normalization, as sentence-transformers computes it.
     pub fn embed(&self, gpu: &GpuContext, ids: &[u32]) -> Result<Vec<f32>> {
-        let e = self.embeddings.as_ref().ok_or_else(|| {
-            Error::InvalidArgument("the weights have no embedding tables".into())
-        })?;
+        let e = self
+            .embeddings
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("the weights have no embedding tables".into()))?;
         let limit = (e.positions as usize).min(MAX_TOKENS);
         if ids.is_empty() || ids.len() > limit {
             return Err(Error::InvalidArgument(format!(
@@ -401,23 +440,65 @@ impl Bert {
         let tokens = ids.len() as u32;
         let h = self.config.hidden_size;
         let hidden = gpu.output_buffer(4 * (tokens * h) as u64)?;
-        let ids = gpu.buffer("token ids", bytemuck::cast_slice(ids).to_vec());
         let out = gpu.output_buffer(4 * h as u64)?;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        // The first byte of each token's word, position and token-type row.
+        let row_bytes = h as u64 * e.dtype.bytes();
+        let wanted: [Vec<u64>; 3] = [
+            ids.iter().map(|&id| id as u64 * row_bytes).collect(),
+            (0..tokens as u64).map(|t| t * row_bytes).collect(),
+            vec![0; ids.len()],
+        ];
+        let mut rows = vec![0u32; 3 * ids.len()];
+        let mut transient = 0;
         let table = match &e.tables {
-            Tables::Packed(group) => {
-                let scratch = self.scratch.as_ref().expect("sized for the tables");
-                gpu.record_decode(&mut encoder, group, scratch, 0)?;
+            Tables::Raw(buffer, starts) => {
+                for (k, starts_k) in wanted.iter().enumerate() {
+                    for (t, at) in starts_k.iter().enumerate() {
+                        rows[3 * t + k] = ((starts[k] + at) / e.dtype.bytes()) as u32;
+                    }
+                }
+                buffer.clone()
+            }
+            Tables::Packed(groups) => {
+                let plans: Vec<_> = groups
+                    .iter()
+                    .zip(TABLES)
+                    .zip(&wanted)
+                    .map(|((g, name), starts)| plan_rows(g, name, starts, row_bytes))
+                    .collect::<Result<_>>()?;
+                let total: u64 = plans.iter().map(|p| p.bytes).sum();
+                let scratch = gpu.output_buffer(total)?;
+                transient += scratch.size();
+                let mut region = 0;
+                for (k, (plan, group)) in plans.iter().zip(groups).enumerate() {
+                    match &plan.blocks {
+                        Some(blocks) => {
+                            gpu.record_decode_blocks(&mut encoder, group, blocks, &scratch, region)?
+                        }
+                        None => {
+                            gpu.record_decode(&mut encoder, group, &scratch, region)?;
+                            0
+                        }
+                    };
+                    for (t, at) in plan.rows.iter().enumerate() {
+                        rows[3 * t + k] = ((region + at) / e.dtype.bytes()) as u32;
+                    }
+                    region += plan.bytes;
+                }
                 scratch
             }
-            Tables::Raw(b) => b,
         };
+        let rows = gpu.buffer("token rows", bytemuck::cast_slice(&rows).to_vec());
+        transient += hidden.size() + out.size() + rows.size();
         let mut params = self.params(tokens);
         params[6] = e.dtype_code();
-        params[7..10].copy_from_slice(&e.starts);
         let k = &self.kernels[EMBED];
-        let buffers = [table, &ids, &e.norm, &self.empty, &hidden];
+        let buffers = [&table, &rows, &e.norm, &self.empty, &hidden];
         gpu.dispatch(&mut encoder, k, 0, &params, &buffers, [tokens, 1]);
+        let (h, i) = (h as u64, self.config.intermediate_size as u64);
+        transient += 4 * tokens as u64 * (9 * h + i); // record_layers' activations
+        self.transient.set(transient);
         self.record_layers(gpu, &mut encoder, &hidden, tokens)?;
         let k = &self.kernels[POOL];
         let buffers = [&self.empty, &self.empty, &self.empty, &hidden, &out];
@@ -445,12 +526,12 @@ impl Bert {
     }
 
     /// The uniform of the bert.wgsl kernels, with the fields every entry shares.
-    fn params(&self, tokens: u32) -> [u32; 12] {
+    fn params(&self, tokens: u32) -> [u32; 8] {
         let c = &self.config;
         let head_dim = c.hidden_size / c.num_attention_heads;
-        let mut p = [0u32; 12];
+        let mut p = [0u32; 8];
         p[..4].copy_from_slice(&[tokens, c.hidden_size, c.num_attention_heads, head_dim]);
-        p[10] = c.layer_norm_eps.to_bits();
+        p[7] = c.layer_norm_eps.to_bits();
         p
     }
 
@@ -502,7 +583,14 @@ impl Bert {
             p[5] = gelu as u32;
             let buffers = [&self.empty, &self.empty, bias, &self.empty, dst];
             let groups = (tokens * width).div_ceil(64);
-            gpu.dispatch(encoder, &self.kernels[BIAS_ACT], 0, &p, &buffers, [groups, 1]);
+            gpu.dispatch(
+                encoder,
+                &self.kernels[BIAS_ACT],
+                0,
+                &p,
+                &buffers,
+                [groups, 1],
+            );
         };
         // hidden = LayerNorm(hidden + branch)
         let add_norm = |encoder: &mut wgpu::CommandEncoder, norm| {
@@ -544,20 +632,69 @@ impl Embeddings {
     }
 }
 
+/// Which blocks of one compressed table a forward pass decodes, and where each wanted row lands.
+struct RowPlan {
+    /// The blocks, ascending (slot i holds blocks[i]); `None`: the table is stored verbatim in
+    /// the group and is copied whole.
+    blocks: Option<Vec<u32>>,
+    /// Per wanted row, the byte where it starts in this table's region of the scratch.
+    rows: Vec<u64>,
+    /// Bytes of the region.
+    bytes: u64,
+}
+
+/// Plans the decode of the rows of `name` that start at bytes `starts` (each `row_bytes` long).
+/// Blocks come in ascending order, so a row that runs from one block into the next finds the two
+/// in adjacent slots, contiguous (a table is one group, so every slot but the last is full).
+fn plan_rows(group: &GpuGroup, name: &str, starts: &[u64], row_bytes: u64) -> Result<RowPlan> {
+    let slice = group
+        .slice(name)
+        .ok_or_else(|| Error::InvalidArgument(format!("'{name}' is not in its group")))?;
+    let Some((_, block_words)) = slice.blocks else {
+        let rows = starts.iter().map(|&s| slice.offset + s).collect();
+        return Ok(RowPlan {
+            blocks: None,
+            rows,
+            bytes: group.output_bytes,
+        });
+    };
+    let locate = |at: u64| {
+        group.locate(name, at).ok_or_else(|| {
+            Error::InvalidArgument(format!("byte {at} of '{name}' is outside the table"))
+        })
+    };
+    let mut blocks = std::collections::BTreeSet::new();
+    for &s in starts {
+        let (first, _) = locate(s)?;
+        let (last, _) = locate(s + row_bytes - 1)?;
+        blocks.extend(first..=last);
+    }
+    let blocks: Vec<u32> = blocks.into_iter().collect();
+    let slot_bytes = 4 * block_words as u64;
+    let rows = starts
+        .iter()
+        .map(|&s| {
+            let (block, within) = locate(s)?;
+            let slot = blocks.binary_search(&block).expect("planned") as u64;
+            Ok(slot * slot_bytes + within)
+        })
+        .collect::<Result<_>>()?;
+    Ok(RowPlan {
+        bytes: slot_bytes * blocks.len() as u64,
+        blocks: Some(blocks),
+        rows,
+    })
+}
+
 fn load_embeddings(
     gpu: &GpuContext,
     weights: &Weights,
     config: &BertConfig,
     norm: wgpu::Buffer,
 ) -> Result<Embeddings> {
-    let names = [
-        "embeddings.word_embeddings.weight",
-        "embeddings.position_embeddings.weight",
-        "embeddings.token_type_embeddings.weight",
-    ];
     let mut shapes = Vec::new();
     let mut dtypes = Vec::new();
-    for name in names {
+    for name in TABLES {
         let (dtype, shape) = match weights {
             Weights::Compressed { archive, .. } => {
                 let t = archive.tensor(name).ok_or_else(|| {
@@ -583,44 +720,39 @@ fn load_embeddings(
     }
     let dtype = WeightType::from_dtype(&dtypes[0])
         .filter(|_| dtypes.iter().all(|d| *d == dtypes[0]))
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!("embedding tables of types {dtypes:?}"))
-        })?;
-    // Each table starts on a word; the kernel addresses elements.
-    let (tables, byte_starts) = match weights {
+        .ok_or_else(|| Error::InvalidArgument(format!("embedding tables of types {dtypes:?}")))?;
+    let tables = match weights {
         Weights::Compressed { archive, .. } => {
-            let entries: Vec<_> = names.iter().filter_map(|n| archive.tensor(n)).collect();
-            let mut groups = gpu.upload(archive, &entries)?;
-            if groups.len() != 1 {
-                return Err(Error::TooLarge {
-                    what: "the embedding tables in one binding".into(),
-                    size: entries.iter().map(|t| t.meta.bytes).sum(),
-                    limit: gpu.limits.max_storage_buffer_binding_size,
-                });
+            let mut groups = Vec::new();
+            for name in TABLES {
+                let t = archive.tensor(name).expect("checked above");
+                let mut g = gpu.upload(archive, &[t])?;
+                if g.len() != 1 || g[0].slices.len() != 1 {
+                    return Err(Error::TooLarge {
+                        what: format!("'{name}' in one binding"),
+                        size: t.meta.bytes,
+                        limit: gpu.limits.max_storage_buffer_binding_size,
+                    });
+                }
+                groups.push(g.remove(0));
             }
-            let group = groups.remove(0);
-            let starts: Vec<u64> = names
-                .iter()
-                .map(|n| group.slice(n).map_or(0, |s| s.offset))
-                .collect();
-            (Tables::Packed(group), starts)
+            Tables::Packed(groups.try_into().ok().expect("three"))
         }
         Weights::Uncompressed(_) => {
+            // Each table starts on a word; the kernel addresses elements.
             let mut bytes = Vec::new();
-            let mut starts = Vec::new();
-            for name in names {
-                starts.push(bytes.len() as u64);
+            let mut starts = [0; 3];
+            for (k, name) in TABLES.iter().enumerate() {
+                starts[k] = bytes.len() as u64;
                 bytes.extend(weights.tensor(name)?.2);
                 bytes.resize(bytes.len().next_multiple_of(4), 0);
             }
-            (Tables::Raw(gpu.buffer("embeddings", bytes)), starts)
+            Tables::Raw(gpu.buffer("embeddings", bytes), starts)
         }
     };
-    let starts = [0, 1, 2].map(|k| (byte_starts[k] / dtype.bytes()) as u32);
     Ok(Embeddings {
         tables,
         dtype,
-        starts,
         vocab: shapes[0],
         positions: shapes[1],
         norm,

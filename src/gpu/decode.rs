@@ -39,6 +39,8 @@ pub struct Slice {
     pub bytes: u64,
     /// Where those bytes start within the tensor (0 unless the tensor spans several groups).
     pub tensor_offset: u64,
+    /// For a coded slice: its first block in the group, and the output words of a block.
+    pub blocks: Option<(u32, u32)>,
 }
 
 #[derive(Debug)]
@@ -87,6 +89,18 @@ impl GpuGroup {
     /// The slice of tensor `name` in this group.
     pub fn slice(&self, name: &str) -> Option<&Slice> {
         self.slices.iter().find(|s| s.name == name)
+    }
+
+    /// Where byte `at` of tensor `name` is decoded: the block of this group that holds it, and
+    /// the byte within that block's output, for [`GpuContext::record_decode_blocks`]. `None` if
+    /// the group does not hold that byte coded.
+    pub fn locate(&self, name: &str, at: u64) -> Option<(u32, u64)> {
+        self.slices.iter().filter(|s| s.name == name).find_map(|s| {
+            let (first, block_words) = s.blocks?;
+            let within = at.checked_sub(s.tensor_offset).filter(|&w| w < s.bytes)?;
+            let block_bytes = 4 * block_words as u64;
+            Some((first + (within / block_bytes) as u32, within % block_bytes))
+        })
     }
 }
 
@@ -207,6 +221,7 @@ impl GpuContext {
                     offset: b.out,
                     bytes: t.meta.bytes,
                     tensor_offset: 0,
+                    blocks: None,
                 });
                 b.out += bytes;
                 continue;
@@ -242,6 +257,7 @@ impl GpuContext {
                     offset: b.out,
                     bytes: 0,
                     tensor_offset: 0,
+                    blocks: None,
                 });
                 continue;
             }
@@ -332,6 +348,7 @@ impl GpuContext {
                     offset: b.out,
                     bytes,
                     tensor_offset: first_elem * layout.width as u64 / 8,
+                    blocks: Some((first_block, block_groups as u32)),
                 });
                 b.out += padded(bytes);
                 b0 = b1;
@@ -463,6 +480,101 @@ impl GpuContext {
             }
         }
         Ok(())
+    }
+
+    /// Records the decode of the chosen `blocks` of `group` only (see [`GpuGroup::locate`]):
+    /// block `blocks[i]` is written to bytes `offset + i * slot_bytes ..` of `out`, where
+    /// `slot_bytes` is the largest block output of the group, returned. Random access: a few rows
+    /// of a large compressed table without decoding the rest.
+    pub fn record_decode_blocks(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        group: &GpuGroup,
+        blocks: &[u32],
+        out: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<u64> {
+        let c = group.coded.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("the group has no coded tensors to select blocks from".into())
+        })?;
+        let slot_words = group
+            .slices
+            .iter()
+            .filter_map(|s| s.blocks.map(|b| b.1))
+            .max()
+            .unwrap_or(0);
+        let slot_bytes = 4 * slot_words as u64;
+        let bytes = slot_bytes * blocks.len() as u64;
+        if !offset.is_multiple_of(4) || offset + bytes > out.size() {
+            return Err(Error::InvalidArgument(format!(
+                "decode of {} blocks at offset {offset}: needs a multiple of 4 and {bytes} bytes within the {}-byte output",
+                blocks.len(),
+                out.size()
+            )));
+        }
+        if let Some(bad) = blocks.iter().find(|&&b| b as u64 >= c.blocks) {
+            return Err(Error::InvalidArgument(format!(
+                "block {bad} of a group of {}",
+                c.blocks
+            )));
+        }
+        if blocks.is_empty() {
+            return Ok(slot_bytes);
+        }
+        let align = self.limits.min_storage_buffer_offset_alignment as u64;
+        let bind_at = offset / align * align;
+        let params: [u32; 4] = [
+            blocks.len() as u32,
+            ((offset - bind_at) / 4) as u32,
+            slot_words,
+            0,
+        ];
+        let params = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("decode params"),
+                contents: bytemuck::cast_slice(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let selection = self.buffer("block selection", bytemuck::cast_slice(blocks).to_vec());
+        let mut entries: Vec<_> = std::iter::once(&params)
+            .chain(c.buffers())
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: 7,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: out,
+                offset: bind_at,
+                size: std::num::NonZeroU64::new(offset - bind_at + bytes),
+            }),
+        });
+        entries.push(wgpu::BindGroupEntry {
+            binding: 8,
+            resource: selection.as_entire_binding(),
+        });
+        let kernel = &self.kernels.decode_select;
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("decode selected blocks"),
+            layout: &kernel.bind_layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("vramzip decode selected blocks"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(kernel.pipeline(&self.device, c.escapes as usize));
+        pass.set_bind_group(0, &bind, &[]);
+        let (n, max) = (
+            blocks.len() as u32,
+            self.limits.max_compute_workgroups_per_dimension,
+        );
+        pass.dispatch_workgroups(n.min(max), n.div_ceil(max), 1);
+        Ok(slot_bytes)
     }
 
     /// Records a copy of the first `bytes` (rounded down to 16) of `src` to `dst` by a compute

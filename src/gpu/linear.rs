@@ -294,7 +294,14 @@ impl GpuContext {
             buffers.extend([x, partials]);
             let variant = coded.escapes as usize * 5 + batch_variant(n);
             let kernel = &self.kernels.fused;
-            self.dispatch(encoder, kernel, variant, &params, &buffers, [fusion.blocks, 1]);
+            self.dispatch(
+                encoder,
+                kernel,
+                variant,
+                &params,
+                &buffers,
+                [fusion.blocks, 1],
+            );
             let params = [
                 layer.rows,
                 fusion.pieces_per_row,
@@ -349,7 +356,14 @@ impl GpuContext {
                 first,
             ];
             let kernel = &self.kernels.gemv;
-            self.dispatch(encoder, kernel, batch_variant(n), &params, &[w, x, y], [rows, 1]);
+            self.dispatch(
+                encoder,
+                kernel,
+                batch_variant(n),
+                &params,
+                &[w, x, y],
+                [rows, 1],
+            );
         }
         Ok(())
     }

@@ -181,6 +181,7 @@ fn batch_variant(batch: u32) -> usize {
 #[derive(Debug)]
 pub struct Kernels {
     decode: Kernel,
+    decode_select: Kernel,
     copy: Kernel,
     gemv: Kernel,
     fused: Kernel,
@@ -338,6 +339,11 @@ impl Kernels {
             .chain(coded())
             .chain([storage_entry(7, false)])
             .collect();
+        let select: Vec<_> = decode
+            .iter()
+            .copied()
+            .chain([storage_entry(8, true)])
+            .collect();
         let fused: Vec<_> = std::iter::once(uniform_entry())
             .chain(coded())
             .chain([storage_entry(7, true), storage_entry(8, false)])
@@ -361,6 +367,16 @@ impl Kernels {
                 "decode",
                 shaders::DECODE,
                 &decode,
+                escapes
+                    .iter()
+                    .map(|&e| vec![("ESCAPES", e as u8 as f64)])
+                    .collect(),
+            ),
+            decode_select: Kernel::new(
+                device,
+                "decode_select",
+                shaders::DECODE_SELECT,
+                &select,
                 escapes
                     .iter()
                     .map(|&e| vec![("ESCAPES", e as u8 as f64)])

@@ -8,6 +8,12 @@ pub const DECODE: &str = concat!(
     include_str!("../../shaders/decode.wgsl")
 );
 
+/// Decodes chosen blocks only, each into a slot of its own (random access).
+pub const DECODE_SELECT: &str = concat!(
+    include_str!("../../shaders/decode_core.wgsl"),
+    include_str!("../../shaders/decode_select.wgsl")
+);
+
 /// A plain copy, the baseline for decode throughput.
 pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 
@@ -33,6 +39,7 @@ pub const BERT: &str = include_str!("../../shaders/bert.wgsl");
 /// All shaders, by file name.
 pub const ALL: &[(&str, &str)] = &[
     ("decode.wgsl", DECODE),
+    ("decode_select.wgsl", DECODE_SELECT),
     ("copy.wgsl", COPY),
     ("gemv.wgsl", GEMV),
     ("fused.wgsl", FUSED),
