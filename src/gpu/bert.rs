@@ -250,10 +250,10 @@ impl Bert {
             Ok(f32_buffer(gpu, &values))
         };
         let norm = |prefix: &str| -> Result<wgpu::Buffer> {
-            let (_, _, g) = weights.tensor(&format!("{prefix}.weight"))?;
-            let (dtype, _, b) = weights.tensor(&format!("{prefix}.bias"))?;
-            let mut values = to_f32(prefix, &dtype, &g)?;
-            values.extend(to_f32(prefix, &dtype, &b)?);
+            let (gamma, beta) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
+            let ((gt, _, g), (bt, _, b)) = (weights.tensor(&gamma)?, weights.tensor(&beta)?);
+            let mut values = to_f32(&gamma, &gt, &g)?;
+            values.extend(to_f32(&beta, &bt, &b)?);
             if values.len() != 2 * config.hidden_size as usize {
                 return Err(Error::InvalidArgument(format!(
                     "'{prefix}' does not have {} values",
