@@ -150,7 +150,7 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// A weight matrix: compressed in VRAM, or uploaded as it is.
 enum Matrix {
-    Packed(Linear),
+    Packed(Box<Linear>),
     Raw {
         buffer: wgpu::Buffer,
         dtype: WeightType,
@@ -183,7 +183,7 @@ const TABLES: [&str; 3] = [
 
 enum Tables {
     /// Compressed, one group a table: a forward pass decodes just the blocks that hold its rows.
-    Packed([GpuGroup; 3]),
+    Packed(Box<[GpuGroup; 3]>),
     /// As uploaded, one after the other from these bytes.
     Raw(wgpu::Buffer, [u64; 3]),
 }
@@ -270,7 +270,7 @@ impl Bert {
                     if let (true, Some(why)) = (fused, l.unfusable()) {
                         unfused.push(format!("{name}: {why}"));
                     }
-                    (l.rows, l.cols, Matrix::Packed(l))
+                    (l.rows, l.cols, Matrix::Packed(Box::new(l)))
                 }
                 Weights::Uncompressed(_) => {
                     let (dtype, shape, bytes) = weights.tensor(name)?;
@@ -320,9 +320,12 @@ impl Bert {
                 matrices.push(matrix(&format!("{p}.{n}.weight"), r, c)?);
                 biases.push(vector(&format!("{p}.{n}.bias"), r)?);
             }
+            let (Ok(matrices), Ok(biases)) = (matrices.try_into(), biases.try_into()) else {
+                unreachable!("six of each")
+            };
             layers.push(Layer {
-                matrices: matrices.try_into().ok().expect("six"),
-                biases: biases.try_into().ok().expect("six"),
+                matrices,
+                biases,
                 norms: [
                     norm(&format!("{p}.attention.output.LayerNorm"))?,
                     norm(&format!("{p}.output.LayerNorm"))?,
@@ -471,7 +474,7 @@ impl Bert {
                 let scratch = gpu.output_buffer(total)?;
                 transient += scratch.size();
                 let mut region = 0;
-                for (k, (plan, group)) in plans.iter().zip(groups).enumerate() {
+                for (k, (plan, group)) in plans.iter().zip(groups.iter()).enumerate() {
                     match &plan.blocks {
                         Some(blocks) => {
                             gpu.record_decode_blocks(&mut encoder, group, blocks, &scratch, region)?
@@ -736,7 +739,10 @@ fn load_embeddings(
                 }
                 groups.push(g.remove(0));
             }
-            Tables::Packed(groups.try_into().ok().expect("three"))
+            let Ok(groups) = <[GpuGroup; 3]>::try_from(groups) else {
+                unreachable!("one group per table")
+            };
+            Tables::Packed(Box::new(groups))
         }
         Weights::Uncompressed(_) => {
             // Each table starts on a word; the kernel addresses elements.
