@@ -1,6 +1,7 @@
 //! The decode-before-matmul loop: every 2-D weight of a model stays compressed in VRAM; each layer
-//! is decoded into one reused scratch buffer right before its GEMV, in one command encoder.
-//! Prints the VRAM this path allocates against the same weights uncompressed.
+//! is decoded into one reused scratch buffer right before its GEMV, in one command encoder; then
+//! the same token through the fused kernel, which needs only a small partial-sum buffer. Prints
+//! the VRAM each path allocates against the same weights uncompressed.
 //!
 //! cargo run --release --example linear_layers [MODEL.safetensors]
 
@@ -23,7 +24,9 @@ fn main() -> vramzip::Result<()> {
     let names: Vec<String> = archive
         .tensors
         .iter()
-        .filter(|t| t.meta.shape.len() == 2 && matches!(t.meta.dtype.as_str(), "BF16" | "F32"))
+        .filter(|t| {
+            t.meta.shape.len() == 2 && matches!(t.meta.dtype.as_str(), "BF16" | "F16" | "F32")
+        })
         .filter(|t| !t.meta.name.contains("embeddings")) // lookups, not matmuls
         .map(|t| t.meta.name.clone())
         .collect();
@@ -51,6 +54,19 @@ fn main() -> vramzip::Result<()> {
     gpu.queue.submit([encoder.finish()]);
     gpu.wait()?;
 
+    // the same token through the fused kernel, where the layer allows it
+    let partials = gpu.partials_for(&refs, 1)?;
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    let mut fused = 0;
+    for layer in &layers {
+        if layer.unfusable().is_none() {
+            gpu.record_linear_fused(&mut encoder, layer, &partials, &x, &y, 1)?;
+            fused += 1;
+        }
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.wait()?;
+
     let compressed: u64 = layers.iter().map(|l| l.resident_bytes()).sum();
     let uncompressed: u64 = layers.iter().map(|l| l.decoded_bytes()).sum();
     println!(
@@ -61,6 +77,13 @@ fn main() -> vramzip::Result<()> {
         compressed + scratch.size(),
         uncompressed,
         (compressed + scratch.size()) as f64 / uncompressed as f64
+    );
+    println!(
+        "fused ({fused} of {} layers; the others would still need the scratch): {} bytes compressed + {} bytes of partial sums = {:.3}x",
+        layers.len(),
+        compressed,
+        partials.size(),
+        (compressed + partials.size()) as f64 / uncompressed as f64
     );
     std::fs::remove_file(&packed).ok();
     Ok(())
