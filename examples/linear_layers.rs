@@ -78,13 +78,25 @@ fn main() -> vramzip::Result<()> {
         uncompressed,
         (compressed + scratch.size()) as f64 / uncompressed as f64
     );
+    // a layer the fused kernel cannot take still needs a scratch of its size
+    let rest: Vec<_> = layers.iter().filter(|l| l.unfusable().is_some()).collect();
+    let rest_scratch = if rest.is_empty() {
+        0
+    } else {
+        gpu.scratch_for(&rest)?.size()
+    };
+    let total = compressed + partials.size() + rest_scratch;
     println!(
-        "fused ({fused} of {} layers; the others would still need the scratch): {} bytes compressed + {} bytes of partial sums = {:.3}x",
+        "fused ({fused} of {} layers): {} bytes compressed + {} bytes of partial sums + {} bytes of scratch for the rest = {:.3}x",
         layers.len(),
         compressed,
         partials.size(),
-        (compressed + partials.size()) as f64 / uncompressed as f64
+        rest_scratch,
+        total as f64 / uncompressed as f64
     );
+    for l in &rest {
+        println!("  not fused: {}: {}", l.name, l.unfusable().unwrap_or(""));
+    }
     std::fs::remove_file(&packed).ok();
     Ok(())
 }
