@@ -291,6 +291,17 @@ fn check_model(file: &str, sentences: usize, min_cosine: f64) {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let archive = compress(&dir.join(file), &format!("bert-{file}"));
     let models = three_ways(&gpu, &st, &archive, &config);
+    for m in &models {
+        assert!(m.embed(&gpu, &[]).is_err(), "no tokens");
+        assert!(
+            m.embed(&gpu, &[101, 30522, 102]).is_err(),
+            "outside the vocabulary"
+        );
+        assert!(
+            m.embed(&gpu, &vec![100; 513]).is_err(),
+            "more tokens than positions"
+        );
+    }
     let mut worst = 1.0f64;
     for r in reference().iter().take(sentences) {
         let ids = tok

@@ -67,12 +67,12 @@ fn activations(cols: usize, batch: usize) -> Vec<f32> {
 /// equals its own single product; all are within float rounding of an f64 reference. Returns
 /// (matrices checked, of which fused, of which coded with a shared codebook).
 fn check_file(
+    gpu: &GpuContext,
     src: &std::path::Path,
     name: &str,
     opts: &CompressOptions,
     batch: u32,
 ) -> (usize, usize, usize) {
-    let gpu = gpu();
     let dir = tmpdir(name);
     let vz = dir.join("w.vz");
     format::compress_file(src, &vz, opts, &|_| {}).unwrap();
@@ -192,7 +192,13 @@ fn chunks(chunk_groups: usize) -> CompressOptions {
 
 #[test]
 fn real_bf16_weights_default_chunks_single_vector() {
-    let (checked, fused, _) = check_file(&sample(), "linear-bf16", &CompressOptions::default(), 1);
+    let (checked, fused, _) = check_file(
+        &gpu(),
+        &sample(),
+        "linear-bf16",
+        &CompressOptions::default(),
+        1,
+    );
     assert_eq!(
         (checked, fused),
         (6, 6),
@@ -204,7 +210,7 @@ fn real_bf16_weights_default_chunks_single_vector() {
 fn real_bf16_weights_small_chunks_batches() {
     // 5 runs on the 8-column pipeline; 21 needs two dispatches (16 + 5)
     for batch in [5, 21] {
-        let (checked, fused, _) = check_file(&sample(), "linear-batch", &chunks(64), batch);
+        let (checked, fused, _) = check_file(&gpu(), &sample(), "linear-batch", &chunks(64), batch);
         assert_eq!((checked, fused), (6, 6));
     }
 }
@@ -218,7 +224,7 @@ fn shared_codebook_with_escapes_fuses() {
         chunk_groups: 64,
         codebooks: Some(Arc::new(h.build())),
     };
-    let (checked, fused, shared) = check_file(&sample(), "linear-escapes", &opts, 2);
+    let (checked, fused, shared) = check_file(&gpu(), &sample(), "linear-escapes", &opts, 2);
     assert_eq!((checked, fused, shared), (6, 6, 6));
 }
 
@@ -251,12 +257,26 @@ fn f32_and_f16_weights() {
         ],
         None,
     );
-    let (checked, fused, _) = check_file(&src, "linear-types", &chunks(64), 3);
+    let (checked, fused, _) = check_file(&gpu(), &src, "linear-types", &chunks(64), 3);
     assert_eq!(
         (checked, fused),
         (4, 2),
         "the 130- and 100-column rows are not whole steps"
     );
+}
+
+#[test]
+fn the_gl_backend_gives_the_same_products() {
+    let gl = GpuContext::new(&GpuOptions {
+        backend: Some("gl".into()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| {
+        panic!("no OpenGL adapter: {e}. Install one (apt-get install libegl-mesa0 libgl1-mesa-dri) rather than skipping.")
+    });
+    assert_eq!(gl.info.backend, wgpu::Backend::Gl);
+    let (checked, fused, _) = check_file(&gl, &sample(), "linear-gl", &chunks(64), 3);
+    assert_eq!((checked, fused), (6, 6));
 }
 
 #[test]
