@@ -39,17 +39,7 @@ fn table_value(i: u32) -> f32 {
     if (p.dtype == 1u) {
         return bitcast<f32>(half << 16u);
     }
-    let sign = (half & 0x8000u) << 16u;
-    let exp = (half >> 10u) & 0x1fu;
-    let man = half & 0x3ffu;
-    if (exp == 0u) {
-        let mag = f32(man) * 5.9604645e-8;
-        return select(mag, -mag, sign != 0u);
-    }
-    if (exp == 31u) {
-        return bitcast<f32>(sign | 0x7f800000u | (man << 13u));
-    }
-    return bitcast<f32>(sign | ((exp + 112u) << 23u) | (man << 13u));
+    return f16_bits_to_f32(half);
 }
 
 // Sum of scratch[0..n], by thread 0 in index order, shared with every thread.

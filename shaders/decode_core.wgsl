@@ -1,7 +1,7 @@
-// The decoder's core, shared by decode.wgsl (decode to memory) and fused.wgsl (decode and
-// multiply). Not a shader on its own: each user prepends it (src/gpu/shaders.rs) and declares the
-// bindings it reads: `pieces`, `block_info`, `chunk_bits`, `stream`, `raw` and `table`.
-// The layout is described once, in src/codec/mod.rs.
+// The decoder's core, shared by decode.wgsl (decode to memory), decode_select.wgsl (chosen
+// blocks) and fused.wgsl (decode and multiply), with the compressed data's bindings 1 to 6. Not a
+// shader on its own: src/gpu/shaders.rs prepends it; each user adds binding 0 (its parameters)
+// and its outputs from binding 7. The layout is described once, in src/codec/mod.rs.
 
 struct Piece {
     n: u32,            // elements
@@ -23,6 +23,13 @@ const LANES: u32 = 64u;
 // Whether any table of this dispatch has an escape code (shared codebooks): a separate pipeline,
 // so that per-tensor tables, the common case, skip the test (it cost 25% of speed on an H100).
 override ESCAPES: bool = true;
+
+@group(0) @binding(1) var<storage, read> pieces: array<Piece>;
+@group(0) @binding(2) var<storage, read> block_info: array<vec2<u32>>; // (piece, first stream word)
+@group(0) @binding(3) var<storage, read> chunk_bits: array<u32>;   // u16 chunk lengths, two a word
+@group(0) @binding(4) var<storage, read> stream: array<u32>;
+@group(0) @binding(5) var<storage, read> raw: array<u32>;
+@group(0) @binding(6) var<storage, read> table: array<u32>;      // 4096 a tensor: top << 16 | length, escape: 0x8000 | length
 
 // Hot-path reads (stream, raw plane, table) rely on the bounds checks that wgpu guarantees for
 // every storage access (an index past the end reads an in-bounds value or zero); the explicit

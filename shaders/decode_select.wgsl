@@ -11,12 +11,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> pieces: array<Piece>;
-@group(0) @binding(2) var<storage, read> block_info: array<vec2<u32>>;
-@group(0) @binding(3) var<storage, read> chunk_bits: array<u32>;
-@group(0) @binding(4) var<storage, read> stream: array<u32>;
-@group(0) @binding(5) var<storage, read> raw: array<u32>;
-@group(0) @binding(6) var<storage, read> table: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<u32>;
 @group(0) @binding(8) var<storage, read> selection: array<u32>;
 

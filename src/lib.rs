@@ -5,7 +5,10 @@
 //!   chunk layout that thousands of GPU threads decode in parallel (its one description lives
 //!   there);
 //! * [`format`](mod@format): the compressed file, itself a valid `.safetensors` file;
-//! * [`gpu`]: upload once, decode in WGSL into your own buffers, recorded into your encoder.
+//! * [`gpu`]: upload once, decode in WGSL into your own buffers, recorded into your encoder;
+//!   matrix products on compressed weights (decode then multiply, or fused), bit-identical to
+//!   the same products on the uncompressed weights; a BERT forward pass built on them
+//!   ([`gpu::bert`]).
 //!
 //! Compress a file, then get a tensor back on the CPU, bit for bit:
 //!

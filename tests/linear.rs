@@ -86,13 +86,13 @@ fn check_file(
         let layer = gpu.linear(&archive, &t.meta.name).unwrap();
         let (rows, cols, n) = (layer.rows as usize, layer.cols as usize, batch as usize);
         let x = activations(cols, n);
-        let xb = upload(&gpu, bytemuck::cast_slice(&x));
+        let xb = upload(gpu, bytemuck::cast_slice(&x));
         let out = || gpu.output_buffer(4 * (rows * n) as u64).unwrap();
         let (y_dec, y_fused, y_raw) = (out(), out(), out());
         let scratch = gpu.scratch_for(&[&layer]).unwrap();
         let partials = gpu.partials_for(&[&layer], batch).unwrap();
         let original = archive.decode(t).unwrap();
-        let w_raw = upload(&gpu, &original);
+        let w_raw = upload(gpu, &original);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         gpu.record_linear(&mut encoder, &layer, &scratch, &xb, &y_dec, batch)
             .unwrap();
@@ -119,16 +119,16 @@ fn check_file(
         )
         .unwrap();
         gpu.queue.submit([encoder.finish()]);
-        let raw = read_bits(&gpu, &y_raw, rows * n);
+        let raw = read_bits(gpu, &y_raw, rows * n);
         let what = &t.meta.name;
         assert_eq!(
-            read_bits(&gpu, &y_dec, rows * n),
+            read_bits(gpu, &y_dec, rows * n),
             raw,
             "{what}: decode+matmul != uncompressed"
         );
         if can_fuse {
             assert_eq!(
-                read_bits(&gpu, &y_fused, rows * n),
+                read_bits(gpu, &y_fused, rows * n),
                 raw,
                 "{what}: fused != uncompressed"
             );
@@ -136,7 +136,7 @@ fn check_file(
         }
         // each column of the batch is the product of that column alone
         for b in [0, n / 2, n - 1] {
-            let xs = upload(&gpu, bytemuck::cast_slice(&x[b * cols..(b + 1) * cols]));
+            let xs = upload(gpu, bytemuck::cast_slice(&x[b * cols..(b + 1) * cols]));
             let ys = gpu.output_buffer(4 * rows as u64).unwrap();
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             gpu.record_matmul(
@@ -153,7 +153,7 @@ fn check_file(
             .unwrap();
             gpu.queue.submit([encoder.finish()]);
             assert_eq!(
-                read_bits(&gpu, &ys, rows),
+                read_bits(gpu, &ys, rows),
                 raw[b * rows..(b + 1) * rows],
                 "{what}: column {b}"
             );

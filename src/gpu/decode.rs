@@ -433,46 +433,9 @@ impl GpuContext {
             let bind_at = offset / align * align;
             let bind_size = padded(offset - bind_at + group.output_bytes).max(4);
             let params: [u32; 4] = [c.blocks as u32, ((offset - bind_at) / 4) as u32, 0, 0];
-            let params = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("decode params"),
-                    contents: bytemuck::cast_slice(&params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            let whole = std::iter::once(&params).chain(c.buffers());
-            let mut entries: Vec<_> = whole
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-            entries.push(wgpu::BindGroupEntry {
-                binding: 7,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: out,
-                    offset: bind_at,
-                    size: std::num::NonZeroU64::new(bind_size),
-                }),
-            });
-            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("decode"),
-                layout: &self.kernels.decode.bind_layout,
-                entries: &entries,
-            });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("vramzip decode"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(
-                self.kernels
-                    .decode
-                    .pipeline(&self.device, c.escapes as usize),
-            );
-            pass.set_bind_group(0, &bind, &[]);
-            let max = self.limits.max_compute_workgroups_per_dimension as u64;
-            pass.dispatch_workgroups(c.blocks.min(max) as u32, c.blocks.div_ceil(max) as u32, 1);
+            let kernel = &self.kernels.decode;
+            let out = (out, bind_at, bind_size);
+            self.dispatch_decoder(encoder, kernel, c, &params, out, &[], c.blocks);
         }
         if let Some((stored, copies)) = &group.stored {
             for &(src, dst, len) in copies {
@@ -529,14 +492,35 @@ impl GpuContext {
             slot_words,
             0,
         ];
+        let selection = self.buffer("block selection", bytemuck::cast_slice(blocks).to_vec());
+        let kernel = &self.kernels.decode_select;
+        let out = (out, bind_at, offset - bind_at + bytes);
+        let n = blocks.len() as u64;
+        self.dispatch_decoder(encoder, kernel, c, &params, out, &[&selection], n);
+        Ok(slot_bytes)
+    }
+
+    /// Records one dispatch of a decoder kernel over `c`: `params` at binding 0, the compressed
+    /// buffers at 1 to 6, `out` = (buffer, offset, size) bound at 7, `extra` from 8 on;
+    /// `workgroups` one a block.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_decoder(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &super::Kernel,
+        c: &Coded,
+        params: &[u32; 4],
+        out: (&wgpu::Buffer, u64, u64),
+        extra: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) {
         let params = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("decode params"),
-                contents: bytemuck::cast_slice(&params),
+                contents: bytemuck::cast_slice(params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let selection = self.buffer("block selection", bytemuck::cast_slice(blocks).to_vec());
         let mut entries: Vec<_> = std::iter::once(&params)
             .chain(c.buffers())
             .enumerate()
@@ -548,33 +532,32 @@ impl GpuContext {
         entries.push(wgpu::BindGroupEntry {
             binding: 7,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: out,
-                offset: bind_at,
-                size: std::num::NonZeroU64::new(offset - bind_at + bytes),
+                buffer: out.0,
+                offset: out.1,
+                size: std::num::NonZeroU64::new(out.2),
             }),
         });
-        entries.push(wgpu::BindGroupEntry {
-            binding: 8,
-            resource: selection.as_entire_binding(),
-        });
-        let kernel = &self.kernels.decode_select;
+        entries.extend(extra.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+            binding: 8 + i as u32,
+            resource: b.as_entire_binding(),
+        }));
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("decode selected blocks"),
+            label: Some(kernel.name),
             layout: &kernel.bind_layout,
             entries: &entries,
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("vramzip decode selected blocks"),
+            label: Some(kernel.name),
             timestamp_writes: None,
         });
         pass.set_pipeline(kernel.pipeline(&self.device, c.escapes as usize));
         pass.set_bind_group(0, &bind, &[]);
-        let (n, max) = (
-            blocks.len() as u32,
-            self.limits.max_compute_workgroups_per_dimension,
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        pass.dispatch_workgroups(
+            workgroups.min(max) as u32,
+            workgroups.div_ceil(max) as u32,
+            1,
         );
-        pass.dispatch_workgroups(n.min(max), n.div_ceil(max), 1);
-        Ok(slot_bytes)
     }
 
     /// Records a copy of the first `bytes` (rounded down to 16) of `src` to `dst` by a compute

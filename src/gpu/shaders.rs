@@ -1,6 +1,7 @@
-//! Every WGSL shader of the crate, in one list (tests validate each one with naga). The two
-//! `*_core.wgsl` files hold code that several shaders share (the decoder, the reduction order of
-//! the matrix products); WGSL has no includes, so they are prepended here.
+//! Every WGSL shader of the crate, in one list (tests validate each one with naga). The
+//! `*_core.wgsl` files and `f16.wgsl` hold code that several shaders share (the decoder, the
+//! reduction order of the matrix products, f16 conversion); WGSL has no includes, so they are
+//! prepended here.
 
 /// Decodes the chunked Huffman layout into output words.
 pub const DECODE: &str = concat!(
@@ -19,6 +20,7 @@ pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 
 /// Matrix-vector and small-batch matrix products on weights in memory.
 pub const GEMV: &str = concat!(
+    include_str!("../../shaders/f16.wgsl"),
     include_str!("../../shaders/matmul_core.wgsl"),
     include_str!("../../shaders/gemv.wgsl")
 );
@@ -26,6 +28,7 @@ pub const GEMV: &str = concat!(
 /// Decode fused with the matrix product: decoded weights never reach memory.
 pub const FUSED: &str = concat!(
     include_str!("../../shaders/decode_core.wgsl"),
+    include_str!("../../shaders/f16.wgsl"),
     include_str!("../../shaders/matmul_core.wgsl"),
     include_str!("../../shaders/fused.wgsl")
 );
@@ -34,7 +37,10 @@ pub const FUSED: &str = concat!(
 pub const SUM_PIECES: &str = include_str!("../../shaders/sum_pieces.wgsl");
 
 /// The non-matmul operations of the BERT example forward pass.
-pub const BERT: &str = include_str!("../../shaders/bert.wgsl");
+pub const BERT: &str = concat!(
+    include_str!("../../shaders/f16.wgsl"),
+    include_str!("../../shaders/bert.wgsl")
+);
 
 /// All shaders, by file name.
 pub const ALL: &[(&str, &str)] = &[
