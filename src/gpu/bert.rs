@@ -1,14 +1,14 @@
 //! A BERT encoder forward pass on the GPU (all-MiniLM-L6-v2 and models of its shape) whose weight
 //! matrices stay compressed in VRAM: vramzip inside a real inference loop.
 //!
-//! Every weight matrix (the embedding tables and the six matrices of each layer) is uploaded
-//! compressed once. A forward pass records, in one command encoder: the decode of the embedding
-//! tables into a scratch buffer and the embedding lookup; per layer, the six products (fused
-//! decode+product, or decode into the scratch then product) with the attention, GELU and
-//! LayerNorm kernels of `shaders/bert.wgsl` between them; then mean pooling and normalization.
-//! Biases and LayerNorm parameters (vectors, 0.2% of MiniLM's parameters) are decoded once on the
-//! CPU and kept as f32. The same code runs on uncompressed weights, and since every kernel
-//! reduces in a fixed order, compressed and uncompressed weights give the same bits.
+//! Every weight matrix (the three embedding tables and the six matrices of each layer) is
+//! uploaded compressed once. A forward pass records, in one command encoder: the decode of just
+//! the blocks of the embedding tables that hold its tokens' rows, and the lookup; per layer, the
+//! six products (fused decode+product, or decode into a scratch buffer then product) with the
+//! attention, GELU and LayerNorm kernels of `shaders/bert.wgsl` between them; then mean pooling
+//! and L2 normalization. Biases and LayerNorm parameters (0.14% of MiniLM's parameters) are
+//! decoded once on the CPU and kept as f32. The same code runs on uncompressed weights, and since
+//! every kernel reduces in a fixed order, compressed and uncompressed weights give the same bits.
 
 use super::{GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, WeightType, storage_entry};
 use crate::error::{Error, Result};
