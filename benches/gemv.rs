@@ -42,7 +42,12 @@ fn bench(c: &mut Criterion) {
     eprintln!("adapter: {}", gpu.describe());
     let dir = std::env::temp_dir().join(format!("vramzip-gemv-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
+    // from the working directory first: a binary built here may run in a copy of the tree elsewhere
+    let sample = Some(Path::new("assets/minilm-layer0.safetensors").to_path_buf())
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors")
+        });
     let opts = CompressOptions {
         chunk_groups: std::env::var("VRAMZIP_BENCH_CHUNK_GROUPS")
             .ok()

@@ -19,7 +19,13 @@ use vramzip::gpu::bert::{Bert, BertConfig, Weights};
 use vramzip::gpu::{GpuContext, GpuOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // the repository: the working directory when it is one (the binary may run in a copy of the
+    // tree elsewhere), else where it was built
+    let root = if std::path::Path::new("tests/data/minilm-reference.json").exists() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    };
     let mut model = root.join("data/minilm");
     let mut bf16 = false;
     let mut chunk_groups = 64;

@@ -2,6 +2,9 @@
 # Runs every GPU measurement of BENCHMARKS.md with a built `vramzip` binary and writes the JSON
 # and logs into OUTDIR. Used on a lent GPU machine, which has python3 with numpy but no Rust:
 #   scripts/gpu-report.sh VRAMZIP_BINARY MINILM_BF16.safetensors OUTDIR [GPU_DECODE_BENCH_BINARY]
+# Set GEMV_BENCH to the `gemv` bench binary (products: uncompressed, decode+product, fused) and
+# MINILM_EXAMPLE to the `minilm` example binary (the forward pass; needs data/minilm in the tree)
+# to measure those too.
 set -uo pipefail
 bin=$1; minilm=$2; out=$3; crit=${4:-}
 mkdir -p "$out"
@@ -22,6 +25,18 @@ done
 "$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
 if [ -n "$crit" ]; then
     VRAMZIP_BENCH_FILE="$llm" "$crit" --bench 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
+fi
+if [ -n "${GEMV_BENCH:-}" ]; then
+    for run in "64 1" "1024 1" "64 8"; do
+        set -- $run
+        VRAMZIP_BENCH_CHUNK_GROUPS=$1 VRAMZIP_BENCH_BATCH=$2 "$GEMV_BENCH" --bench > "$out/gemv-cg$1-batch$2.txt" 2>&1
+        grep -A7 "side by side" "$out/gemv-cg$1-batch$2.txt"
+    done
+fi
+if [ -n "${MINILM_EXAMPLE:-}" ]; then
+    "$MINILM_EXAMPLE" > "$out/minilm-example-f32.txt" 2>&1
+    "$MINILM_EXAMPLE" --bf16 > "$out/minilm-example-bf16.txt" 2>&1
+    grep -h "VRAM\|same bits\|ms per" "$out"/minilm-example-*.txt | head -40
 fi
 python3 - "$out" <<'PY'
 import json, glob, os, sys
