@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! scripts/fetch-models.sh
-//! cargo run --release --example minilm -- [--model data/minilm] [--bf16] [--chunk-groups 64] [SENTENCE ...]
+//! cargo run --release --example minilm -- [--model data/minilm] [--bf16 | --f16] [--chunk-groups 64] [SENTENCE ...]
 //! ```
 //!
 //! Compresses the model, then runs every sentence three ways: uncompressed weights, compressed
@@ -27,14 +27,15 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
     };
     let mut model = root.join("data/minilm");
-    let mut bf16 = false;
+    let mut file = "model.safetensors";
     let mut chunk_groups = 64;
     let mut sentences = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model" => model = args.next().ok_or("--model needs a directory")?.into(),
-            "--bf16" => bf16 = true,
+            "--bf16" => file = "model-bf16.safetensors",
+            "--f16" => file = "model-f16.safetensors",
             "--chunk-groups" => {
                 chunk_groups = args
                     .next()
@@ -57,11 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .filter_map(|s| s["text"].as_str().map(String::from))
             .collect();
     }
-    let file = model.join(if bf16 {
-        "model-bf16.safetensors"
-    } else {
-        "model.safetensors"
-    });
+    let file = model.join(file);
     if !file.exists() {
         return Err(format!(
             "{} is missing: run scripts/fetch-models.sh first",
