@@ -194,6 +194,8 @@ fn one_real_layer_compressed_equals_uncompressed_and_matches_f64() {
         "decode+multiply != uncompressed"
     );
     assert_eq!(bits(&outs[2]), bits(&outs[0]), "fused != uncompressed");
+    let again = models[2].encode(&gpu, &x).unwrap();
+    assert_eq!(bits(&again), bits(&outs[2]), "not the same bits run to run");
     let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let want = reference_layer(&st, &xd, 384, 12);
     let worst = outs[0]
