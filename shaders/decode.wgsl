@@ -22,14 +22,11 @@ fn decode(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let block = min(wid.x + wid.y * nwg.x, p.blocks - 1u);
-    let info = block_info[min(block, arrayLength(&block_info) - 1u)];
-    let pc = pieces[min(info.x, arrayLength(&pieces) - 1u)];
-    if (wid.x + wid.y * nwg.x >= p.blocks) {
+    let block = wid.x + wid.y * nwg.x;
+    if (block >= p.blocks) {
         return;
     }
-    begin_chunk(block, lane, info.y);
-    let gm = geom(pc, block);
+    let gm = start_block(block, lane);
     let out_len = arrayLength(&out);
     var raw_next = raw_word(gm, gm.first_group + lane);
     for (var j = lane; j < gm.groups; j += LANES) {
@@ -37,7 +34,7 @@ fn decode(
         let raw_now = raw_next;
         raw_next = raw_word(gm, g + LANES);
         let value = decode_word(gm, g, raw_now);
-        let at = p.out_offset + pc.out_base + g;
+        let at = p.out_offset + gm.pc.out_base + g;
         if (at < out_len) {
             out[at] = value;
         }

@@ -135,6 +135,16 @@ fn geom(pc: Piece, block: u32) -> Geom {
     return gm;
 }
 
+// Sets this lane up to decode block `block` of the dispatch (clamped to the blocks there are) and
+// returns the block's geometry.
+fn start_block(block: u32, lane: u32) -> Geom {
+    let b = min(block, arrayLength(&block_info) - 1u);
+    let info = block_info[b];
+    let pc = pieces[min(info.x, arrayLength(&pieces) - 1u)];
+    begin_chunk(b, lane, info.y);
+    return geom(pc, b);
+}
+
 // The raw bits of word `g` of the piece; fetched a step ahead by the callers so that the load
 // overlaps the decode of the current step.
 fn raw_word(gm: Geom, g: u32) -> u32 {

@@ -24,11 +24,7 @@ fn decode_selected(
     if (slot >= p.blocks) {
         return;
     }
-    let block = min(selection[min(slot, arrayLength(&selection) - 1u)], arrayLength(&block_info) - 1u);
-    let info = block_info[block];
-    let pc = pieces[min(info.x, arrayLength(&pieces) - 1u)];
-    begin_chunk(block, lane, info.y);
-    let gm = geom(pc, block);
+    let gm = start_block(selection[min(slot, arrayLength(&selection) - 1u)], lane);
     let out_len = arrayLength(&out);
     let groups = min(gm.groups, p.slot_words);
     var raw_next = raw_word(gm, gm.first_group + lane);

@@ -26,14 +26,11 @@ fn fused(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let block = min(wid.x + wid.y * nwg.x, p.blocks - 1u);
-    let info = block_info[min(block, arrayLength(&block_info) - 1u)];
-    let pc = pieces[min(info.x, arrayLength(&pieces) - 1u)];
-    if (wid.x + wid.y * nwg.x >= p.blocks) {
+    let block = wid.x + wid.y * nwg.x;
+    if (block >= p.blocks) {
         return;
     }
-    begin_chunk(block, lane, info.y);
-    let gm = geom(pc, block);
+    let gm = start_block(block, lane);
     let batch = clamp(p.batch, 1u, BATCH);
     let q_steps = max(p.piece_steps, 1u);
     let piece_words = 64u * q_steps;

@@ -500,7 +500,7 @@ impl Bert {
         let buffers = [&table, &rows, &e.norm, &self.empty, &hidden];
         gpu.dispatch(&mut encoder, k, 0, &params, &buffers, [tokens, 1]);
         let (h, i) = (h as u64, self.config.intermediate_size as u64);
-        transient += 4 * tokens as u64 * (9 * h + i); // record_layers' activations
+        transient += 4 * tokens as u64 * (8 * h + i); // record_layers' activations
         self.transient.set(transient);
         self.record_layers(gpu, &mut encoder, &hidden, tokens)?;
         let k = &self.kernels[POOL];
