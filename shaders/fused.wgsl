@@ -45,12 +45,14 @@ fn fused(
         let rn = min(per_round, block_pieces - k0);
         for (var pi = 0u; pi < rn; pi++) {
             var acc: array<f32, MAX_BATCH>;
+            // a piece lies within one row: its column once per piece, not a division per word
+            let w0 = gm.first_group + (k0 + pi) * piece_words;
+            let col0 = (w0 % wpr + lane) * e;
             for (var q = 0u; q < q_steps; q++) {
                 let raw_now = raw_next;
                 raw_next = raw_word(gm, g + LANES);
                 let wv = weights(decode_word(gm, g, raw_now), p.dtype);
-                let row = g / wpr;
-                let col = (g - row * wpr) * e;
+                let col = col0 + q * 64u * e;
                 for (var b = 0u; b < BATCH; b++) {
                     let xb = (p.first + min(b, batch - 1u)) * p.cols + col;
                     acc[b] = fma(wv.x, x[xb], acc[b]);
