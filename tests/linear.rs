@@ -284,7 +284,16 @@ fn pieces_follow_the_shape_alone() {
     use vramzip::gpu::piece_steps;
     // words a row -> steps of 64 words a piece: the largest power of two up to 4 that divides
     // the row's steps; rows that are not whole steps get 4 (they are never fused)
-    let cases = [(192, 1), (128, 2), (768, 4), (2048, 4), (7168, 4), (64, 1), (50, 4), (0, 4)];
+    let cases = [
+        (192, 1),
+        (128, 2),
+        (768, 4),
+        (2048, 4),
+        (7168, 4),
+        (64, 1),
+        (50, 4),
+        (0, 4),
+    ];
     for (words, q) in cases {
         assert_eq!(piece_steps(words), q, "{words} words a row");
     }
