@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::path::PathBuf;
-use vramzip::format::{self, Archive, CompressOptions};
+use vramzip::format::{Archive, CompressOptions};
 use vramzip::gpu::bert::{Bert, BertConfig, Weights};
 use vramzip::gpu::{GpuContext, GpuOptions};
 
@@ -17,13 +17,11 @@ fn gpu() -> GpuContext {
 }
 
 fn compress(src: &std::path::Path, name: &str) -> Archive {
-    let vz = tmpdir(name).join("model.vz");
     let opts = CompressOptions {
         chunk_groups: 64,
         ..Default::default()
     };
-    format::compress_file(src, &vz, &opts, &|_| {}).unwrap();
-    Archive::open(&vz).unwrap()
+    compress_into(name, src, &opts)
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use vramzip::codec::shared::Histograms;
-use vramzip::format::{self, Archive, CompressOptions};
+use vramzip::format::{self, CompressOptions};
 use vramzip::gpu::{GpuContext, GpuOptions, WeightType};
 use wgpu::util::DeviceExt;
 
@@ -73,10 +73,7 @@ fn check_file(
     opts: &CompressOptions,
     batch: u32,
 ) -> (usize, usize, usize) {
-    let dir = tmpdir(name);
-    let vz = dir.join("w.vz");
-    format::compress_file(src, &vz, opts, &|_| {}).unwrap();
-    let archive = Archive::open(&vz).unwrap();
+    let archive = compress_into(name, src, opts);
     let (mut checked, mut fused, mut shared) = (0, 0, 0);
     for t in archive
         .tensors
@@ -312,9 +309,7 @@ fn why_a_layer_is_not_fused_is_stated() {
         ],
         None,
     );
-    let vz = dir.join("w.vz");
-    format::compress_file(&src, &vz, &chunks(6), &|_| {}).unwrap();
-    let archive = Archive::open(&vz).unwrap();
+    let archive = compress_into("linear-unfusable-vz", &src, &chunks(6));
     let short = gpu.linear(&archive, "short").unwrap();
     assert!(
         short.unfusable().unwrap().contains("50 words"),
@@ -344,9 +339,7 @@ fn linear_layers_refuse_what_they_cannot_multiply() {
         ],
         None,
     );
-    let vz = dir.join("w.vz");
-    format::compress_file(&src, &vz, &CompressOptions::default(), &|_| {}).unwrap();
-    let archive = Archive::open(&vz).unwrap();
+    let archive = compress_into("linear-bad-vz", &src, &CompressOptions::default());
     assert!(gpu.linear(&archive, "odd").is_err());
     assert!(gpu.linear(&archive, "flat").is_err());
     assert!(gpu.linear(&archive, "missing").is_err());

@@ -83,31 +83,32 @@ pub enum Weights<'a> {
 }
 
 impl Weights<'_> {
-    /// dtype, shape and bytes of tensor `name`.
-    fn tensor(&self, name: &str) -> Result<(String, Vec<u64>, Vec<u8>)> {
+    /// dtype and shape of tensor `name`, without reading its data.
+    fn meta(&self, name: &str) -> Result<(String, Vec<u64>)> {
         let missing = || Error::InvalidArgument(format!("the model has no tensor '{name}'"));
         match self {
             Weights::Compressed { archive, .. } => {
                 let t = archive.tensor(name).ok_or_else(missing)?;
-                Ok((
-                    t.meta.dtype.clone(),
-                    t.meta.shape.clone(),
-                    archive.decode(t)?,
-                ))
+                Ok((t.meta.dtype.clone(), t.meta.shape.clone()))
             }
             Weights::Uncompressed(st) => {
                 let t = st.tensor(name).map_err(|_| missing())?;
                 let shape = t.shape().iter().map(|&d| d as u64).collect();
-                Ok((format!("{:?}", t.dtype()), shape, t.data().to_vec()))
+                Ok((format!("{:?}", t.dtype()), shape))
             }
         }
     }
 
-    fn has(&self, name: &str) -> bool {
-        match self {
-            Weights::Compressed { archive, .. } => archive.tensor(name).is_some(),
-            Weights::Uncompressed(st) => st.tensor(name).is_ok(),
-        }
+    /// dtype, shape and bytes of tensor `name`.
+    fn tensor(&self, name: &str) -> Result<(String, Vec<u64>, Vec<u8>)> {
+        let (dtype, shape) = self.meta(name)?;
+        let bytes = match self {
+            Weights::Compressed { archive, .. } => {
+                archive.decode(archive.tensor(name).expect("meta found it"))?
+            }
+            Weights::Uncompressed(st) => st.tensor(name).expect("meta found it").data().to_vec(),
+        };
+        Ok((dtype, shape, bytes))
     }
 }
 
@@ -212,10 +213,10 @@ pub struct Bert {
     pub config: BertConfig,
     embeddings: Option<Embeddings>,
     layers: Vec<Layer>,
-    fused: bool,
     /// Layers that asked for the fused kernel but could not have it, and why.
     pub unfused: Vec<String>,
     scratch: Option<wgpu::Buffer>,
+    /// The fused products' partial sums: present when fusion was asked for and a layer allows it.
     partials: Option<wgpu::Buffer>,
     empty: wgpu::Buffer,
     vram: Vram,
@@ -332,7 +333,7 @@ impl Bert {
                 ],
             });
         }
-        let embeddings = if weights.has(TABLES[0]) {
+        let embeddings = if weights.meta(TABLES[0]).is_ok() {
             Some(load_embeddings(
                 gpu,
                 weights,
@@ -398,7 +399,6 @@ impl Bert {
             config,
             embeddings,
             layers,
-            fused,
             unfused,
             scratch,
             partials,
@@ -495,7 +495,7 @@ impl Bert {
         let rows = gpu.buffer("token rows", bytemuck::cast_slice(&rows).to_vec());
         transient += hidden.size() + out.size() + rows.size();
         let mut params = self.params(tokens);
-        params[6] = e.dtype_code();
+        params[6] = e.dtype.code();
         let k = &self.kernels[EMBED];
         let buffers = [&table, &rows, &e.norm, &self.empty, &hidden];
         gpu.dispatch(&mut encoder, k, 0, &params, &buffers, [tokens, 1]);
@@ -550,7 +550,7 @@ impl Bert {
     ) -> Result<()> {
         match m {
             Matrix::Packed(l) => match (&self.partials, &self.scratch) {
-                (Some(partials), _) if self.fused && l.unfusable().is_none() => {
+                (Some(partials), _) if l.unfusable().is_none() => {
                     gpu.record_linear_fused(encoder, l, partials, x, y, tokens)
                 }
                 (_, Some(scratch)) => gpu.record_linear(encoder, l, scratch, x, y, tokens),
@@ -625,16 +625,6 @@ impl Bert {
     }
 }
 
-impl Embeddings {
-    fn dtype_code(&self) -> u32 {
-        match self.dtype {
-            WeightType::F32 => 0,
-            WeightType::BF16 => 1,
-            WeightType::F16 => 2,
-        }
-    }
-}
-
 /// Which blocks of one compressed table a forward pass decodes, and where each wanted row lands.
 struct RowPlan {
     /// The blocks, ascending (slot i holds blocks[i]); `None`: the table is stored verbatim in
@@ -698,18 +688,7 @@ fn load_embeddings(
     let mut shapes = Vec::new();
     let mut dtypes = Vec::new();
     for name in TABLES {
-        let (dtype, shape) = match weights {
-            Weights::Compressed { archive, .. } => {
-                let t = archive.tensor(name).ok_or_else(|| {
-                    Error::InvalidArgument(format!("the model has no tensor '{name}'"))
-                })?;
-                (t.meta.dtype.clone(), t.meta.shape.clone())
-            }
-            Weights::Uncompressed(_) => {
-                let (dtype, shape, _) = weights.tensor(name)?;
-                (dtype, shape)
-            }
-        };
+        let (dtype, shape) = weights.meta(name)?;
         match shape[..] {
             [_, c] if c == config.hidden_size as u64 => shapes.push(shape[0] as u32),
             _ => {
@@ -729,15 +708,7 @@ fn load_embeddings(
             let mut groups = Vec::new();
             for name in TABLES {
                 let t = archive.tensor(name).expect("checked above");
-                let mut g = gpu.upload(archive, &[t])?;
-                if g.len() != 1 || g[0].slices.len() != 1 {
-                    return Err(Error::TooLarge {
-                        what: format!("'{name}' in one binding"),
-                        size: t.meta.bytes,
-                        limit: gpu.limits.max_storage_buffer_binding_size,
-                    });
-                }
-                groups.push(g.remove(0));
+                groups.push(gpu.upload_one(archive, t, "an embedding table")?);
             }
             let Ok(groups) = <[GpuGroup; 3]>::try_from(groups) else {
                 unreachable!("one group per table")

@@ -360,6 +360,20 @@ impl GpuContext {
         Ok(groups)
     }
 
+    /// Uploads one tensor as one group, which must fit a single binding (`what` names its use in
+    /// the error).
+    pub fn upload_one(&self, archive: &Archive, t: &TensorEntry, what: &str) -> Result<GpuGroup> {
+        let mut groups = self.upload(archive, &[t])?;
+        if groups.len() != 1 || groups[0].slices.len() != 1 {
+            return Err(Error::TooLarge {
+                what: format!("'{}' as {what} (it spans several bindings)", t.meta.name),
+                size: t.meta.bytes,
+                limit: self.limits.max_storage_buffer_binding_size,
+            });
+        }
+        Ok(groups.remove(0))
+    }
+
     fn finish(&self, b: Builder) -> Result<GpuGroup> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let coded = (!b.pieces.is_empty()).then(|| Coded {
@@ -514,50 +528,21 @@ impl GpuContext {
         extra: &[&wgpu::Buffer],
         workgroups: u64,
     ) {
-        let params = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("decode params"),
-                contents: bytemuck::cast_slice(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries: Vec<_> = std::iter::once(&params)
-            .chain(c.buffers())
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
+        let out = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: out.0,
+            offset: out.1,
+            size: std::num::NonZeroU64::new(out.2),
+        });
+        let resources = c
+            .buffers()
+            .iter()
+            .map(|b| b.as_entire_binding())
+            .chain([out])
+            .chain(extra.iter().map(|b| b.as_entire_binding()))
             .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: 7,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: out.0,
-                offset: out.1,
-                size: std::num::NonZeroU64::new(out.2),
-            }),
-        });
-        entries.extend(extra.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-            binding: 8 + i as u32,
-            resource: b.as_entire_binding(),
-        }));
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.name),
-            layout: &kernel.bind_layout,
-            entries: &entries,
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(kernel.pipeline(&self.device, c.escapes as usize));
-        pass.set_bind_group(0, &bind, &[]);
-        let max = self.limits.max_compute_workgroups_per_dimension as u64;
-        pass.dispatch_workgroups(
-            workgroups.min(max) as u32,
-            workgroups.div_ceil(max) as u32,
-            1,
-        );
+        let variant = c.escapes as usize;
+        let workgroups = [workgroups as u32, 1];
+        self.dispatch_with(encoder, kernel, variant, params, resources, workgroups);
     }
 
     /// Records a copy of the first `bytes` (rounded down to 16) of `src` to `dst` by a compute

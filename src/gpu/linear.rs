@@ -9,7 +9,6 @@ use super::{GpuContext, GpuGroup, MAX_BATCH, batch_variant};
 use crate::codec::LANES;
 use crate::error::{Error, Result};
 use crate::format::Archive;
-use wgpu::util::DeviceExt;
 
 /// Element type of a weight matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +38,8 @@ impl WeightType {
             _ => 2,
         }
     }
-    /// The shader's `dtype` code.
-    fn code(self) -> u32 {
+    /// The shaders' `dtype` code.
+    pub(super) fn code(self) -> u32 {
         match self {
             WeightType::F32 => 0,
             WeightType::BF16 => 1,
@@ -166,15 +165,7 @@ impl GpuContext {
                     t.meta.dtype
                 ))
             })?;
-        let mut groups = self.upload(archive, &[t])?;
-        if groups.len() != 1 || groups[0].slices.len() != 1 {
-            return Err(Error::TooLarge {
-                what: format!("'{name}' as one linear layer (it spans several bindings)"),
-                size: t.meta.bytes,
-                limit: self.limits.max_storage_buffer_binding_size,
-            });
-        }
-        let group = groups.remove(0);
+        let group = self.upload_one(archive, t, "one linear layer")?;
         let offset = group.slices[0].offset;
         let wpr = cols / dtype.per_word();
         let q = piece_steps(wpr);
@@ -366,52 +357,5 @@ impl GpuContext {
             );
         }
         Ok(())
-    }
-
-    /// Records one dispatch of `workgroups` workgroups of `kernel`'s pipeline `variant`, with
-    /// `params` as the uniform at binding 0 and `buffers` bound whole at bindings 1, 2, ...
-    /// `workgroups`: `[n, 1]` (spread over two dimensions when over the limit) or `[x, y]`.
-    pub(super) fn dispatch(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        kernel: &super::Kernel,
-        variant: usize,
-        params: &[u32],
-        buffers: &[&wgpu::Buffer],
-        workgroups: [u32; 2],
-    ) {
-        let params = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(kernel.name),
-                contents: bytemuck::cast_slice(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let entries: Vec<_> = std::iter::once(&params)
-            .chain(buffers.iter().copied())
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.name),
-            layout: &kernel.bind_layout,
-            entries: &entries,
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(kernel.pipeline(&self.device, variant));
-        pass.set_bind_group(0, &bind, &[]);
-        let [x, y] = workgroups;
-        let max = self.limits.max_compute_workgroups_per_dimension;
-        if y > 1 {
-            pass.dispatch_workgroups(x, y, 1);
-        } else {
-            pass.dispatch_workgroups(x.min(max), x.div_ceil(max), 1);
-        }
     }
 }

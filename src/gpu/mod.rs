@@ -11,6 +11,7 @@ pub use decode::{GpuGroup, Slice, Timing, padded};
 pub use linear::{Linear, WeightType, piece_steps};
 
 use crate::error::{Error, Result};
+use wgpu::util::DeviceExt;
 
 /// How to choose and open the GPU.
 #[derive(Clone, Debug, Default)]
@@ -302,6 +303,69 @@ impl GpuContext {
         polled
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+    }
+}
+
+impl GpuContext {
+    /// Records one dispatch of `kernel`'s pipeline `variant`, with `params` as the uniform at
+    /// binding 0 and `buffers` bound whole at bindings 1, 2, ... `workgroups`: `[n, 1]` (spread
+    /// over two dimensions when over the limit) or `[x, y]`.
+    fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        variant: usize,
+        params: &[u32],
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 2],
+    ) {
+        let resources = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        self.dispatch_with(encoder, kernel, variant, params, resources, workgroups);
+    }
+
+    /// As [`GpuContext::dispatch`], with any binding resources (a buffer range, say) at 1, 2, ...
+    fn dispatch_with(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        variant: usize,
+        params: &[u32],
+        resources: Vec<wgpu::BindingResource>,
+        workgroups: [u32; 2],
+    ) {
+        let params = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(kernel.name),
+                contents: bytemuck::cast_slice(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let entries: Vec<_> = std::iter::once(params.as_entire_binding())
+            .chain(resources)
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            })
+            .collect();
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &kernel.bind_layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.name),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(kernel.pipeline(&self.device, variant));
+        pass.set_bind_group(0, &bind, &[]);
+        let [x, y] = workgroups;
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if y > 1 {
+            pass.dispatch_workgroups(x, y, 1);
+        } else {
+            pass.dispatch_workgroups(x.min(max), x.div_ceil(max), 1);
+        }
     }
 }
 

@@ -16,6 +16,17 @@ pub fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
+/// Compresses `src` with `opts` into a fresh directory `name` and opens the result.
+pub fn compress_into(
+    name: &str,
+    src: &Path,
+    opts: &vramzip::format::CompressOptions,
+) -> vramzip::format::Archive {
+    let vz = tmpdir(name).join("w.vz");
+    vramzip::format::compress_file(src, &vz, opts, &|_| {}).unwrap();
+    vramzip::format::Archive::open(&vz).unwrap()
+}
+
 /// Writes a safetensors file from (name, dtype, shape, bytes), in the given order.
 pub fn write_safetensors(
     path: &Path,
