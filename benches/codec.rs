@@ -6,15 +6,12 @@ use vramzip::codec;
 fn sample_bf16() -> Vec<u8> {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
-    let file = std::fs::File::open(&path).unwrap();
-    let h = vramzip::format::read_header(&file, &path).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    h.tensors
+    let file = vramzip::format::SafetensorsFile::open(&path).unwrap();
+    file.header
+        .tensors
         .iter()
         .filter(|t| t.dtype == "BF16")
-        .flat_map(|t| {
-            bytes[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize].to_vec()
-        })
+        .flat_map(|t| file.read(t).unwrap())
         .collect()
 }
 

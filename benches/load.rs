@@ -13,11 +13,9 @@ use vramzip::gpu::{GpuContext, GpuOptions};
 
 /// One tensor of the sample as its own safetensors file.
 fn one_tensor(dir: &Path, sample: &Path, name: &str) -> PathBuf {
-    let file = std::fs::File::open(sample).unwrap();
-    let h = format::read_header(&file, sample).unwrap();
-    let t = h.tensors.iter().find(|t| t.name == name).unwrap();
-    let bytes = std::fs::read(sample).unwrap();
-    let data = &bytes[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize];
+    let file = format::SafetensorsFile::open(sample).unwrap();
+    let t = file.tensor(name).unwrap();
+    let data = &file.read(t).unwrap();
     let mut head = serde_json::to_vec(&serde_json::json!({ name: {"dtype": t.dtype, "shape": t.shape, "data_offsets": [0, data.len()]} })).unwrap();
     head.resize(head.len().next_multiple_of(8), b' ');
     let out = dir.join("one-tensor.safetensors");
@@ -53,12 +51,7 @@ fn bench(c: &mut Criterion) {
     for (label, input) in inputs {
         let packed = dir.join(format!("{label}.vz"));
         format::compress_file(&input, &packed, &CompressOptions::default(), &|_| {}).unwrap();
-        let file = std::fs::File::open(&input).unwrap();
-        let bytes = format::read_header(&file, &input)
-            .unwrap()
-            .tensors
-            .last()
-            .map_or(0, |t| t.end);
+        let bytes = format::SafetensorsFile::open(&input).unwrap().data_bytes();
         group.throughput(Throughput::Bytes(bytes));
         group.bench_function(format!("{label}/a-raw"), |b| {
             b.iter(|| load_raw(&gpu, &input).unwrap())

@@ -11,7 +11,7 @@
 use std::time::Instant;
 use vramzip::codec::shared::{Codebooks, Histograms, StreamEncoder, encode_with};
 use vramzip::codec::{self, element_bits};
-use vramzip::format::{read_header, tensor_stats};
+use vramzip::format::{SafetensorsFile, tensor_stats};
 
 struct Tensor {
     name: String,
@@ -20,16 +20,14 @@ struct Tensor {
 }
 
 fn load(path: &str) -> Vec<Tensor> {
-    let p = std::path::Path::new(path);
-    let file = std::fs::File::open(p).expect("open model");
-    let h = read_header(&file, p).expect("safetensors header");
-    let all = std::fs::read(p).expect("read model");
-    h.tensors
+    let file = SafetensorsFile::open(path).expect("a safetensors file");
+    file.header
+        .tensors
         .iter()
         .map(|t| Tensor {
             name: t.name.clone(),
             dtype: t.dtype.clone(),
-            bytes: all[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize].to_vec(),
+            bytes: file.read(t).expect("tensor data"),
         })
         .collect()
 }

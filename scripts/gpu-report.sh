@@ -24,12 +24,12 @@ done
 "$bin" bench "$minilm" --backend all --json > "$out/bench-minilm-all.json" 2> "$out/bench-minilm-all.err" || true
 "$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
 if [ -n "$crit" ]; then
-    VRAMZIP_BENCH_FILE="$llm" "$crit" --bench 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
+    VRAMZIP_BENCH_FILE="$llm" "$crit" --bench ${CRITERION_ARGS:-} 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
 fi
 if [ -n "${GEMV_BENCH:-}" ]; then
     for run in "64 1" "1024 1" "64 8"; do
         set -- $run
-        VRAMZIP_BENCH_CHUNK_GROUPS=$1 VRAMZIP_BENCH_BATCH=$2 "$GEMV_BENCH" --bench > "$out/gemv-cg$1-batch$2.txt" 2>&1
+        VRAMZIP_BENCH_CHUNK_GROUPS=$1 VRAMZIP_BENCH_BATCH=$2 "$GEMV_BENCH" --bench ${CRITERION_ARGS:-} > "$out/gemv-cg$1-batch$2.txt" 2>&1
         grep -A7 "side by side" "$out/gemv-cg$1-batch$2.txt"
     done
 fi

@@ -11,7 +11,7 @@ use vramzip::format::{self, Archive, CompressOptions};
 
 fn books_from(path: &std::path::Path) -> Codebooks {
     let mut h = Histograms::default();
-    h.add_file(path).unwrap();
+    vramzip::format::add_to_histograms(&mut h, path).unwrap();
     h.build()
 }
 

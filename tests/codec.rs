@@ -155,13 +155,10 @@ fn real_weights_round_trip_and_compress() {
         env!("CARGO_MANIFEST_DIR"),
         "/assets/minilm-layer0.safetensors"
     );
-    let file = std::fs::File::open(path).unwrap();
-    let header = vramzip::format::read_header(&file, path.as_ref()).unwrap();
-    let bytes = std::fs::read(path).unwrap();
+    let file = vramzip::format::SafetensorsFile::open(path).unwrap();
     let mut coded = 0;
-    for t in &header.tensors {
-        let data =
-            &bytes[(header.data_start + t.start) as usize..(header.data_start + t.end) as usize];
+    for t in &file.header.tensors {
+        let data = &file.read(t).unwrap();
         if let Some(width) = codec::element_bits(&t.dtype) {
             check(data, width, 1024);
             if t.dtype == "BF16" && data.len() > 1 << 20 {

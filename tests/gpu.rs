@@ -261,8 +261,8 @@ fn shared_codebooks_and_escapes_decode_on_the_gpu() {
     mixed_file(&src);
     // books from different data (the sample), so the mixed file escapes many symbols
     let mut h = vramzip::codec::shared::Histograms::default();
-    h.add_file(&sample()).unwrap();
-    h.add_file(&src).unwrap();
+    vramzip::format::add_to_histograms(&mut h, sample()).unwrap();
+    vramzip::format::add_to_histograms(&mut h, &src).unwrap();
     let opts = CompressOptions {
         codebooks: Some(std::sync::Arc::new(h.build())),
         ..Default::default()

@@ -36,25 +36,6 @@ impl Histograms {
         sum.iter_mut().zip(&h).for_each(|(a, b)| *a += b);
     }
 
-    /// Adds every coded tensor of a safetensors file (uncompressed), one tensor in memory at a time.
-    pub fn add_file(&mut self, path: &Path) -> Result<()> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let header = crate::format::read_header(&file, path)?;
-        for t in &header.tensors {
-            if element_bits(&t.dtype).is_some() {
-                let mut bytes = vec![0u8; (t.end - t.start) as usize];
-                std::os::unix::fs::FileExt::read_exact_at(
-                    &file,
-                    &mut bytes,
-                    header.data_start + t.start,
-                )
-                .map_err(|e| Error::io(path, e))?;
-                self.add(&t.dtype, &bytes);
-            }
-        }
-        Ok(())
-    }
-
     /// One codebook per dtype, each with the symbol width that codes the summed data smallest,
     /// and an escape so that symbols never seen still code.
     pub fn build(&self) -> Codebooks {

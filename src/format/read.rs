@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Where the parts of a coded tensor lie in the file: absolute byte ranges.
@@ -263,17 +262,14 @@ impl Archive {
     pub fn append_range(&self, (s, e): (u64, u64), buf: &mut Vec<u8>) -> Result<()> {
         let at = buf.len();
         buf.resize(at + (e - s) as usize, 0);
-        self.file
-            .read_exact_at(&mut buf[at..], s)
+        super::read_exact_at(&self.file, &mut buf[at..], s)
             .map_err(|err| Error::io(&self.path, err))
     }
 
     /// Reads an absolute byte range of the file.
     pub fn read_range(&self, (s, e): (u64, u64)) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (e - s) as usize];
-        self.file
-            .read_exact_at(&mut buf, s)
-            .map_err(|err| Error::io(&self.path, err))?;
+        super::read_exact_at(&self.file, &mut buf, s).map_err(|err| Error::io(&self.path, err))?;
         Ok(buf)
     }
 

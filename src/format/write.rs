@@ -1,14 +1,13 @@
 //! Writing a compressed file.
 
 use super::{
-    Coding, FORMAT_VERSION, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor, checksum,
-    read_header,
+    Coding, FORMAT_VERSION, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor, SafetensorsFile,
+    checksum,
 };
 use crate::codec::{self, Codebook, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Options for [`compress_file`].
@@ -212,8 +211,8 @@ pub fn compress_file(
     opts: &CompressOptions,
     progress: &dyn Fn(u64),
 ) -> Result<CompressStats> {
-    let file = File::open(input).map_err(|e| Error::io(input, e))?;
-    let header = read_header(&file, input)?;
+    let source = SafetensorsFile::open(input)?;
+    let header = &source.header;
     if header
         .tensors
         .iter()
@@ -252,9 +251,7 @@ pub fn compress_file(
     let mut written_books = std::collections::HashSet::new();
     let mut done = 0u64;
     for t in &header.tensors {
-        let mut bytes = vec![0u8; (t.end - t.start) as usize];
-        file.read_exact_at(&mut bytes, header.data_start + t.start)
-            .map_err(|e| Error::io(input, e))?;
+        let bytes = source.read(t)?;
         let sum = checksum(&bytes);
         let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(&t.dtype));
         let coded = match (codec::element_bits(&t.dtype), shared) {

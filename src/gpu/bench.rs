@@ -2,7 +2,7 @@
 //! same decoded size and beside an uncompressed upload, in one run.
 
 use super::{GpuContext, GpuGroup, Timing};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::Archive;
 use std::path::Path;
 
@@ -146,18 +146,10 @@ pub fn bench_file(
 /// Loads an uncompressed safetensors file into VRAM: reads its data section and uploads it,
 /// waiting until the GPU has it.
 pub fn load_raw(ctx: &GpuContext, path: &Path) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| Error::Io {
-        path: path.into(),
-        source: e,
-    })?;
-    let header = crate::format::read_header(&file, path)?;
-    let len = header.tensors.last().map_or(0, |t| t.end);
+    let file = crate::format::SafetensorsFile::open(path)?;
+    let len = file.data_bytes();
     let mut data = vec![0u8; super::decode::padded(len) as usize];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut data[..len as usize], header.data_start)
-        .map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
+    file.read_data_into(0, &mut data[..len as usize])?;
     let buffer = ctx.output_buffer(data.len() as u64)?;
     ctx.queue.write_buffer(&buffer, 0, &data);
     ctx.queue.submit([]);

@@ -71,15 +71,14 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
 
 /// bf16 weights with the statistics of real ones: the sample's own values, resampled.
 pub fn weightlike(n: usize, seed: u64) -> Vec<u8> {
-    let bytes = std::fs::read(sample()).unwrap();
-    let file = std::fs::File::open(sample()).unwrap();
-    let h = vramzip::format::read_header(&file, &sample()).unwrap();
-    let t = h
+    let file = vramzip::format::SafetensorsFile::open(sample()).unwrap();
+    let t = file
+        .header
         .tensors
         .iter()
         .find(|t| t.dtype == "BF16" && t.shape.len() == 2)
         .unwrap();
-    let pool = &bytes[(h.data_start + t.start) as usize..(h.data_start + t.end) as usize];
+    let pool = &file.read(t).unwrap();
     let picks = noise(4 * n, seed);
     (0..n)
         .flat_map(|i| {

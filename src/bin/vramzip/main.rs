@@ -388,7 +388,7 @@ fn build_codebooks(inputs: &[PathBuf]) -> Result<Codebooks> {
     let mut hist = Histograms::default();
     let pb = bar(files.len() as u64, "histograms");
     for f in &files {
-        hist.add_file(f)?;
+        format::add_to_histograms(&mut hist, f)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -593,23 +593,12 @@ fn bench_in(
     let encode_s = t0.elapsed().as_secs_f64();
     let archive = Archive::open(out)?;
     let original = {
-        let f = std::fs::File::open(input).map_err(|e| Error::Io {
-            path: input.into(),
-            source: e,
-        })?;
-        let h = format::read_header(&f, input)?;
-        let mut all = Vec::new();
-        for t in &h.tensors {
-            let mut b = vec![0u8; (t.end - t.start) as usize];
-            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, h.data_start + t.start).map_err(
-                |e| Error::Io {
-                    path: input.into(),
-                    source: e,
-                },
-            )?;
-            all.push(b);
-        }
-        all
+        let f = format::SafetensorsFile::open(input)?;
+        f.header
+            .tensors
+            .iter()
+            .map(|t| f.read(t))
+            .collect::<Result<Vec<_>>>()?
     };
     // Read the parts first so the CPU decode time counts decoding alone.
     let parts: Vec<_> = archive
