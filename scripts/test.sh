@@ -29,5 +29,5 @@ if [ -f data/minilm/model-bf16.safetensors ]; then
     export VRAMZIP_REQUIRE_MODELS=1
 fi
 
-cargo test --release --all-targets
-cargo test --release --doc
+cargo test --release --all-features --all-targets
+cargo test --release --all-features --doc

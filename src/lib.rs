@@ -40,5 +40,6 @@ pub mod error;
 
 pub use error::{Error, Result};
 pub mod format;
+#[cfg(feature = "fuzzing")]
 pub mod fuzz;
 pub mod gpu;

@@ -1,6 +1,7 @@
 //! The GPU runtime: one context (instance, adapter, device, queue) and the decode kernels, built
 //! once; compressed tensors uploaded once and decoded in WGSL into caller-owned buffers.
 
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod bert;
 mod decode;
