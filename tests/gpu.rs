@@ -321,3 +321,35 @@ fn bench_command_reports_json_and_draws_a_plot() {
         "not the plot"
     );
 }
+
+#[test]
+fn kernels_build_on_the_callers_own_device() {
+    // the caller opens the device as it likes; vramzip builds its kernels there
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+        .expect("a GPU adapter (lavapipe on machines without a GPU)");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let gpu = GpuContext::from_device(device.clone(), queue).unwrap();
+    assert_eq!(gpu.info.name, adapter.get_info().name);
+    assert!(!gpu.timestamps, "no timestamp features were asked for");
+    let (_vz, archive) = compressed("own-device", &sample(), 64);
+    check_all(&gpu, &archive); // every tensor equal to the CPU decoder's bytes
+
+    // a device opened with too few storage buffers is refused with a reason, not a panic
+    let (small, small_queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            required_limits: wgpu::Limits {
+                max_storage_buffers_per_shader_stage: 4,
+                ..wgpu::Limits::downlevel_defaults()
+            },
+            ..Default::default()
+        }))
+        .unwrap();
+    let err = GpuContext::from_device(small, small_queue).unwrap_err();
+    assert!(err.to_string().contains("storage buffers"), "{err}");
+}

@@ -190,6 +190,10 @@ pub struct Kernels {
     sum_pieces: Kernel,
 }
 
+/// The features that timing within an encoder needs.
+const TIMESTAMPS: wgpu::Features =
+    wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+
 /// Instance, adapter, device, queue and kernels: build once, share everywhere.
 #[derive(Debug)]
 pub struct GpuContext {
@@ -225,25 +229,16 @@ impl GpuContext {
             ))
         })?;
         let info = adapter.get_info();
-        let offered = adapter.limits();
-        let mut limits = offered.clone();
+        let mut limits = adapter.limits();
         if let Some(max) = opts.max_binding_bytes {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(max);
         }
-        if offered.max_storage_buffers_per_shader_stage < 7 {
-            return Err(Error::Gpu(format!(
-                "adapter {} offers {} storage buffers per shader stage; vramzip needs 7",
-                info.name, offered.max_storage_buffers_per_shader_stage
-            )));
-        }
-        let wanted =
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let features = adapter.features() & wanted;
+        let features = adapter.features() & TIMESTAMPS;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("vramzip"),
             required_features: features,
-            required_limits: limits.clone(),
+            required_limits: limits,
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("opening {}: {e}", info.name)))?;
@@ -263,6 +258,35 @@ impl GpuContext {
                 slot.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
             }
         });
+        Self::with_device(info, device, queue, fault)
+    }
+
+    /// Builds the kernels on a device the caller already has (an engine's own `wgpu::Device`
+    /// and `Queue`), so that decoded weights land in the caller's buffers with no copy through
+    /// the CPU. The device must have been opened with at least 7 storage buffers per shader
+    /// stage; timestamps are used if it has `TIMESTAMP_QUERY` and
+    /// `TIMESTAMP_QUERY_INSIDE_ENCODERS`. The device's error and device-lost handlers stay the
+    /// caller's: vramzip sets none, so errors outside vramzip's own error scopes reach the
+    /// caller's handler rather than [`GpuContext::wait`].
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
+        let info = device.adapter_info();
+        let fault = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        Self::with_device(info, device, queue, fault)
+    }
+
+    fn with_device(
+        info: wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    ) -> Result<Self> {
+        let limits = device.limits();
+        if limits.max_storage_buffers_per_shader_stage < 7 {
+            return Err(Error::Gpu(format!(
+                "device on {} allows {} storage buffers per shader stage; vramzip needs 7",
+                info.name, limits.max_storage_buffers_per_shader_stage
+            )));
+        }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device);
         // the decoders are always used: build them now, where a failure is reported clearly
@@ -273,10 +297,10 @@ impl GpuContext {
         }
         Ok(GpuContext {
             info,
+            timestamps: device.features().contains(TIMESTAMPS),
             device,
             queue,
             limits,
-            timestamps: features == wanted,
             kernels,
             fault,
         })
