@@ -17,7 +17,7 @@ fn sample_bf16() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let data = sample_bf16();
-    let (layout, book, enc) = codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS)
+    let coded = codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS)
         .unwrap()
         .unwrap();
     let mut group = c.benchmark_group("cpu");
@@ -36,9 +36,7 @@ fn bench(c: &mut Criterion) {
         });
         let mut out = vec![0u8; data.len()];
         group.bench_function(format!("decode/{threads}-threads"), |b| {
-            b.iter(|| {
-                pool.install(|| codec::decode(&layout, &enc, &book, &mut out, "bench").unwrap())
-            })
+            b.iter(|| pool.install(|| coded.decode_into(&mut out, "bench").unwrap()))
         });
     }
     group.finish();

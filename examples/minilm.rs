@@ -15,8 +15,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 use vramzip::format::{self, Archive, CompressOptions};
-use vramzip::gpu::bert::{Bert, BertConfig, Weights};
 use vramzip::gpu::{GpuContext, GpuOptions};
+use vramzip::model::bert::{Bert, BertConfig, Weights};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // the repository: the working directory when it is one (the binary may run in a copy of the

@@ -73,8 +73,8 @@ fn shared(tensors: &[Tensor], books: &Codebooks) -> u64 {
         let width = element_bits(&t.dtype);
         size += match (width, books.books.get(&t.dtype)) {
             (Some(w), Some(book)) if !t.bytes.is_empty() => {
-                match encode_with(&t.bytes, w, book, codec::DEFAULT_CHUNK_GROUPS) {
-                    Ok((_, e)) => (e.stream.len() + e.raw.len() + e.chunk_bits.len()) as u64,
+                match encode_with(&t.bytes, w, book.clone(), codec::DEFAULT_CHUNK_GROUPS) {
+                    Ok(c) => parts_bytes(&c.encoded),
                     Err(_) => own(t, w),
                 }
             }
@@ -85,11 +85,13 @@ fn shared(tensors: &[Tensor], books: &Codebooks) -> u64 {
     size
 }
 
+fn parts_bytes(e: &codec::Encoded) -> u64 {
+    (e.stream.len() + e.raw.len() + e.chunk_bits.len()) as u64
+}
+
 fn own(t: &Tensor, w: u32) -> u64 {
     match codec::compress(&t.bytes, w, codec::DEFAULT_CHUNK_GROUPS).unwrap() {
-        Some((_, book, e)) => {
-            (e.stream.len() + e.raw.len() + e.chunk_bits.len() + book.to_bytes().len()) as u64
-        }
+        Some(c) => parts_bytes(&c.encoded) + c.codebook.to_bytes().len() as u64,
         None => t.bytes.len() as u64,
     }
 }
@@ -142,7 +144,7 @@ fn main() {
                 encode_with(
                     &t.bytes,
                     w,
-                    &whole.books[&t.dtype],
+                    whole.books[&t.dtype].clone(),
                     codec::DEFAULT_CHUNK_GROUPS,
                 )
                 .ok(),

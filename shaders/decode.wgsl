@@ -9,7 +9,7 @@
 struct Params {
     blocks: u32,     // blocks in this dispatch
     out_offset: u32, // word of `out` where this group's output starts
-    pieces: u32,
+    _unused: u32,    // decode_select's slot_words
     _pad: u32,
 }
 

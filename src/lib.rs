@@ -7,8 +7,8 @@
 //! * [`format`](mod@format): the compressed file, itself a valid `.safetensors` file;
 //! * [`gpu`]: upload once, decode in WGSL into your own buffers, recorded into your encoder;
 //!   matrix products on compressed weights (decode then multiply, or fused), bit-identical to
-//!   the same products on the uncompressed weights; a BERT forward pass built on them
-//!   ([`gpu::bert`]).
+//!   the same products on the uncompressed weights;
+//! * [`model`]: models on that public API: a BERT forward pass ([`model::bert`]).
 //!
 //! Compress a file, then get a tensor back on the CPU, bit for bit:
 //!
@@ -43,3 +43,4 @@ pub mod format;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
 pub mod gpu;
+pub mod model;

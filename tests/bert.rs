@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 use vramzip::format::{Archive, CompressOptions};
-use vramzip::gpu::bert::{Bert, BertConfig, Weights};
 use vramzip::gpu::{GpuContext, GpuOptions};
+use vramzip::model::bert::{Bert, BertConfig, Weights};
 
 fn gpu() -> GpuContext {
     GpuContext::new(&GpuOptions::default())

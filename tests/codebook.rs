@@ -89,10 +89,8 @@ fn symbols_the_codebook_never_saw_go_through_the_escape() {
     for (i, v) in specials.iter().cycle().take(5000).enumerate() {
         data[2 * (i * 7 + 3)..2 * (i * 7 + 3) + 2].copy_from_slice(&v.to_le_bytes());
     }
-    let (layout, enc) = encode_with(&data, 16, &book, 64).unwrap();
-    let mut out = vec![0u8; data.len()];
-    codec::decode(&layout, &enc, &book, &mut out, "escaped").unwrap();
-    assert_eq!(out, data);
+    let coded = encode_with(&data, 16, book, 64).unwrap();
+    assert_eq!(coded.decode("escaped").unwrap(), data);
 }
 
 #[test]
@@ -192,11 +190,9 @@ fn stream_encoder_rebuilds_its_book_from_the_running_histogram() {
     let mut books = Vec::new();
     for i in 0..5 {
         let data: Vec<u8> = weightlike(30_000 + i, 10 + i as u64);
-        let (layout, parts, used) = enc.encode(&data).unwrap();
-        let mut out = vec![0u8; data.len()];
-        codec::decode(&layout, &parts, &used, &mut out, "stream").unwrap();
-        assert_eq!(out, data, "buffer {i}");
-        books.push(used);
+        let coded = enc.encode(&data).unwrap();
+        assert_eq!(coded.decode("stream").unwrap(), data, "buffer {i}");
+        books.push(coded.codebook);
     }
     assert!(
         Arc::ptr_eq(&books[0], &books[1]),

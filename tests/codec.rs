@@ -162,7 +162,11 @@ fn real_weights_round_trip_and_compress() {
         if let Some(width) = codec::element_bits(&t.dtype) {
             check(data, width, 1024);
             if t.dtype == "BF16" && data.len() > 1 << 20 {
-                let (layout, book, enc) = codec::compress(data, width, 1024).unwrap().unwrap();
+                let codec::CodedTensor {
+                    layout,
+                    codebook: book,
+                    encoded: enc,
+                } = codec::compress(data, width, 1024).unwrap().unwrap();
                 let size =
                     enc.stream.len() + enc.raw.len() + enc.chunk_bits.len() + book.to_bytes().len();
                 let ratio = size as f64 / data.len() as f64;
@@ -220,7 +224,11 @@ fn codebook_without_a_symbol_cannot_encode_it() {
 #[test]
 fn corrupt_parts_fail_cleanly() {
     let data = weightlike_bf16(300_000, 3);
-    let (layout, book, enc) = codec::compress(&data, 16, 64).unwrap().unwrap();
+    let codec::CodedTensor {
+        layout,
+        codebook: book,
+        encoded: enc,
+    } = codec::compress(&data, 16, 64).unwrap().unwrap();
     let mut out = vec![0u8; data.len()];
     // wrong sizes are refused before decoding
     let mut short = enc.clone();

@@ -78,7 +78,7 @@ fn every_dtype_and_edge_case_round_trips() {
     let coded: Vec<&str> = archive
         .tensors
         .iter()
-        .filter(|t| t.layout.is_some())
+        .filter(|t| t.layout().is_some())
         .map(|t| t.meta.name.as_str())
         .collect();
     for name in ["bf16.big", "f16", "f32", "u8", "f8", "same"] {

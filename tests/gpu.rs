@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::sync::OnceLock;
 use vramzip::format::{self, Archive, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions};
+use vramzip::gpu::{GpuContext, GpuOptions, Source};
 
 fn ctx() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
@@ -221,7 +221,8 @@ fn verify_command_names_the_tensors_that_differ() {
     let parts = archive
         .tensor("encoder.layer.0.output.dense.weight")
         .unwrap()
-        .parts
+        .parts()
+        .copied()
         .unwrap();
     let at = (parts.stream.0 + 1000) as usize;
     assert!(at > start as usize);
@@ -352,4 +353,41 @@ fn kernels_build_on_the_callers_own_device() {
         .unwrap();
     let err = GpuContext::from_device(small, small_queue).unwrap_err();
     assert!(err.to_string().contains("storage buffers"), "{err}");
+}
+
+#[test]
+fn coded_tensors_in_memory_upload_and_decode_without_a_file() {
+    // a StreamEncoder's buffers (single stage, one shared book) go straight to the GPU, beside a
+    // tensor of an archive, in one upload
+    let mut h = vramzip::codec::shared::Histograms::default();
+    h.add("BF16", &weightlike(40_000, 21));
+    let book = h.build().books.remove("BF16").unwrap();
+    let mut enc = vramzip::codec::shared::StreamEncoder::new("BF16", book, 64, None).unwrap();
+    let buffers: Vec<Vec<u8>> = (0..3)
+        .map(|i| weightlike(30_000 + 999 * i, 30 + i as u64))
+        .collect();
+    let coded: Vec<_> = buffers.iter().map(|b| enc.encode(b).unwrap()).collect();
+    let names = ["a", "b", "c"];
+    let (_vz, archive) = compressed("in-memory", &sample(), 64);
+    let from_file = &archive.tensors[1];
+    let mut sources: Vec<Source> = names
+        .iter()
+        .zip(&coded)
+        .map(|(n, c)| Source::Coded(n, c))
+        .collect();
+    sources.push(Source::Archive(&archive, from_file));
+    let groups = ctx().upload_sources(&sources).unwrap();
+    assert_eq!(groups.len(), 1);
+    let out = ctx().decode_to_vec(&groups[0]).unwrap();
+    let slice = |name: &str| {
+        let s = groups[0].slice(name).unwrap();
+        out[s.offset as usize..(s.offset + s.bytes) as usize].to_vec()
+    };
+    for (name, original) in names.iter().zip(&buffers) {
+        assert_eq!(&slice(name), original, "'{name}'");
+    }
+    assert_eq!(
+        slice(&from_file.meta.name),
+        archive.decode(from_file).unwrap()
+    );
 }

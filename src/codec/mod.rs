@@ -165,6 +165,21 @@ impl Codebook {
         self.lens[self.escape()] > 0 || self.lens[..self.escape()].iter().all(|&l| l > 0)
     }
 
+    /// The decode table as the WGSL decoders read it: 4096 words, entry `i` for the code whose
+    /// bits start `i` (LSB first), holding the symbol's element top bits, unrotated
+    /// ([`rotate_out`] with the tensor's `sym_bits`), as `top << 16 | length`, so the shader
+    /// needs neither the rotation nor a half-word select; the escape as `0x8000 | length`.
+    pub fn gpu_table(&self, sym_bits: u32) -> Vec<u32> {
+        let escape = self.escape() as u32;
+        huffman::decode_table(&self.lens)
+            .iter()
+            .map(|&e| match (e >> 4) as u32 {
+                sym if sym == escape => 0x8000 | (e & 15) as u32,
+                sym => (rotate_out(sym, sym_bits) << 16) | (e & 15) as u32,
+            })
+            .collect()
+    }
+
     /// Serialized form (see the type's doc).
     pub fn to_bytes(&self) -> Vec<u8> {
         let first = self.lens.iter().position(|&l| l > 0).unwrap_or(0);
@@ -228,6 +243,30 @@ pub struct Encoded {
     pub raw: Vec<u8>,
     /// Bit length of each chunk, u16 LE.
     pub chunk_bits: Vec<u8>,
+}
+
+/// One tensor in coded form: what the encoders make, the file holds and the GPU upload takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodedTensor {
+    /// Its layout.
+    pub layout: Layout,
+    /// The code it was written with (its own, or a shared book).
+    pub codebook: std::sync::Arc<Codebook>,
+    /// Stream, raw plane and chunk index.
+    pub encoded: Encoded,
+}
+
+impl CodedTensor {
+    /// Decodes into `out` (exactly the decoded size); `name` labels errors.
+    pub fn decode_into(&self, out: &mut [u8], name: &str) -> Result<()> {
+        decode(&self.layout, &self.encoded, &self.codebook, out, name)
+    }
+    /// Decodes into a new buffer; `name` labels errors.
+    pub fn decode(&self, name: &str) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.layout.decoded_bytes() as usize];
+        self.decode_into(&mut out, name)?;
+        Ok(out)
+    }
 }
 
 #[inline]
@@ -303,6 +342,18 @@ pub struct Choice {
     pub hist: Vec<u64>,
     /// Total coded size in bits: stream, raw plane, chunk index and code table.
     pub total_bits: u64,
+}
+
+impl Choice {
+    /// Encodes `data` (the data it was chosen for) with it.
+    pub fn encode(self, data: &[u8]) -> Result<CodedTensor> {
+        let encoded = encode(data, &self.layout, &self.codebook)?;
+        Ok(CodedTensor {
+            layout: self.layout,
+            codebook: std::sync::Arc::new(self.codebook),
+            encoded,
+        })
+    }
 }
 
 /// Picks the `sym_bits` that makes the tensor smallest, or `None` when storing it verbatim is
@@ -624,16 +675,11 @@ pub fn decode(
 }
 
 /// Encodes with the best layout, or `None` when the tensor is better stored verbatim.
-pub fn compress(
-    data: &[u8],
-    width: u32,
-    chunk_groups: usize,
-) -> Result<Option<(Layout, Codebook, Encoded)>> {
+pub fn compress(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<CodedTensor>> {
     let Some(choice) = choose(data, width, chunk_groups)? else {
         return Ok(None);
     };
-    let enc = encode(data, &choice.layout, &choice.codebook)?;
-    Ok(Some((choice.layout, choice.codebook, enc)))
+    Ok(Some(choice.encode(data)?))
 }
 
 /// Compresses and decodes `data` again: the one entry that unit tests, property tests and fuzz
@@ -641,12 +687,12 @@ pub fn compress(
 pub fn round_trip(data: &[u8], width: u32, chunk_groups: usize) -> Result<Vec<u8>> {
     match compress(data, width, chunk_groups)? {
         None => Ok(data.to_vec()),
-        Some((layout, book, enc)) => {
-            let book = Codebook::from_bytes(&book.to_bytes())
+        Some(mut coded) => {
+            // through the serialized table, as a file would carry it
+            let book = Codebook::from_bytes(&coded.codebook.to_bytes())
                 .map_err(|r| Error::corrupt("round trip", r))?;
-            let mut out = vec![0u8; data.len()];
-            decode(&layout, &enc, &book, &mut out, "round trip")?;
-            Ok(out)
+            coded.codebook = std::sync::Arc::new(book);
+            coded.decode("round trip")
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Single-stage coding: fixed codebooks made once from the summed histograms of earlier data, then
 //! used to encode new data in one pass, with no analysis and no table sent along.
 
-use super::{Codebook, Encoded, Layout, element_bits, huffman, symbol_histogram, top16_histogram};
+use super::{
+    Codebook, CodedTensor, Layout, element_bits, huffman, symbol_histogram, top16_histogram,
+};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"VZCB";
 const VERSION: u8 = 1;
@@ -162,13 +165,18 @@ impl Codebooks {
 pub fn encode_with(
     data: &[u8],
     width: u32,
-    book: &Codebook,
+    book: impl Into<Arc<Codebook>>,
     chunk_groups: usize,
-) -> Result<(Layout, Encoded)> {
+) -> Result<CodedTensor> {
+    let book = book.into();
     let n = (data.len() / (width as usize / 8)) as u64;
     let layout = Layout::new(n, width, book.sym_bits, chunk_groups)?;
-    let enc = super::encode(data, &layout, book)?;
-    Ok((layout, enc))
+    let encoded = super::encode(data, &layout, &book)?;
+    Ok(CodedTensor {
+        layout,
+        codebook: book,
+        encoded,
+    })
 }
 
 /// Encodes buffers one after another (weights or activations in flight) with a fixed codebook,
@@ -178,7 +186,7 @@ pub struct StreamEncoder {
     dtype: String,
     width: u32,
     chunk_groups: usize,
-    book: std::sync::Arc<Codebook>,
+    book: Arc<Codebook>,
     rebuild_every: Option<usize>,
     seen: Histograms,
     count: usize,
@@ -203,27 +211,26 @@ impl StreamEncoder {
             dtype: dtype.to_string(),
             width,
             chunk_groups,
-            book: std::sync::Arc::new(book),
+            book: Arc::new(book),
             rebuild_every: rebuild_every.filter(|&k| k > 0),
             seen: Histograms::default(),
             count: 0,
         })
     }
 
-    /// Encodes one buffer; returns its layout, its parts and the codebook that decodes it (the same
-    /// `Arc` until a rebuild, so a sender ships a book only when it changes).
-    pub fn encode(&mut self, data: &[u8]) -> Result<(Layout, Encoded, std::sync::Arc<Codebook>)> {
-        let (layout, enc) = encode_with(data, self.width, &self.book, self.chunk_groups)?;
-        let used = self.book.clone();
+    /// Encodes one buffer. Its codebook is the same `Arc` until a rebuild, so a sender ships a
+    /// book only when it changes.
+    pub fn encode(&mut self, data: &[u8]) -> Result<CodedTensor> {
+        let coded = encode_with(data, self.width, self.book.clone(), self.chunk_groups)?;
         if let Some(k) = self.rebuild_every {
             self.seen.add(&self.dtype, data);
             self.count += 1;
             if self.count.is_multiple_of(k)
                 && let Some(book) = self.seen.build().books.remove(&self.dtype)
             {
-                self.book = std::sync::Arc::new(book);
+                self.book = Arc::new(book);
             }
         }
-        Ok((layout, enc, used))
+        Ok(coded)
     }
 }

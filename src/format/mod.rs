@@ -24,7 +24,7 @@ pub use dir::{ORIGINAL_INDEX_KEY, compress_dir, decompress_dir};
 pub(crate) use plain::read_exact_at;
 pub use plain::{Header, HeaderTensor, SafetensorsFile, dtype_size, read_header};
 
-pub use read::{Archive, PartRanges, TensorEntry};
+pub use read::{Archive, Form, PartRanges, TensorEntry};
 pub use write::{CompressOptions, CompressStats, TensorStats, compress_file, tensor_stats};
 
 use crate::error::Result;

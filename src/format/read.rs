@@ -4,7 +4,7 @@ use super::{
     Coding, FORMAT_VERSION, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor,
     checksum, read_header,
 };
-use crate::codec::{self, Codebook, Encoded, Layout};
+use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,17 +24,46 @@ pub struct PartRanges {
     pub table: (u64, u64),
 }
 
+/// How one original tensor lies in an archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// Verbatim, under its own name.
+    Stored,
+    /// Huffman coded.
+    Huffman {
+        /// Its layout.
+        layout: Layout,
+        /// Where its parts are.
+        parts: PartRanges,
+    },
+}
+
 /// One original tensor of an archive.
 #[derive(Clone, Debug)]
 pub struct TensorEntry {
     /// What the manifest says.
     pub meta: ManifestTensor,
-    /// Its layout when coded.
-    pub layout: Option<Layout>,
     /// Stored checksum.
     pub xxh3: u64,
+    /// Stored or coded, and where.
+    pub form: Form,
+}
+
+impl TensorEntry {
+    /// Its layout, when coded.
+    pub fn layout(&self) -> Option<&Layout> {
+        match &self.form {
+            Form::Huffman { layout, .. } => Some(layout),
+            Form::Stored => None,
+        }
+    }
     /// Where its parts are, when coded.
-    pub parts: Option<PartRanges>,
+    pub fn parts(&self) -> Option<&PartRanges> {
+        match &self.form {
+            Form::Huffman { parts, .. } => Some(parts),
+            Form::Stored => None,
+        }
+    }
 }
 
 /// An open compressed file.
@@ -103,7 +132,7 @@ impl Archive {
             let xxh3 = u64::from_str_radix(&meta.xxh3, 16).map_err(|_| {
                 Error::invalid(path, format!("tensor '{}': bad checksum text", meta.name))
             })?;
-            let (layout, parts) = match &meta.coding {
+            let form = match &meta.coding {
                 Coding::Stored => {
                     match ranges.get(&meta.name) {
                         Some((s, e)) if e - s == meta.bytes => {}
@@ -117,7 +146,7 @@ impl Archive {
                             ));
                         }
                     }
-                    (None, None)
+                    Form::Stored
                 }
                 Coding::Huffman {
                     sym_bits,
@@ -162,23 +191,18 @@ impl Archive {
                     if raw.1 > end || own_end != end {
                         return Err(bad("its parts do not fill its data"));
                     }
-                    (
-                        Some(layout),
-                        Some(PartRanges {
+                    Form::Huffman {
+                        layout,
+                        parts: PartRanges {
                             chunks,
                             stream,
                             raw,
                             table,
-                        }),
-                    )
+                        },
+                    }
                 }
             };
-            tensors.push(TensorEntry {
-                meta,
-                layout,
-                xxh3,
-                parts,
-            });
+            tensors.push(TensorEntry { meta, xxh3, form });
         }
         Ok(Archive {
             path: path.to_path_buf(),
@@ -220,7 +244,7 @@ impl Archive {
             .iter()
             .map(|t| {
                 let bytes = self.decode(t)?;
-                Ok(match &t.layout {
+                Ok(match t.layout() {
                     Some(layout) => {
                         let top16 = codec::top16_histogram(&bytes, layout.width);
                         let hist = codec::symbol_histogram(&top16, layout.width, layout.sym_bits);
@@ -279,7 +303,7 @@ impl Archive {
     }
 
     fn parts(&self, t: &TensorEntry) -> Result<PartRanges> {
-        t.parts.ok_or_else(|| {
+        t.parts().copied().ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "tensor '{}' is stored verbatim, not coded",
                 t.meta.name
@@ -303,21 +327,27 @@ impl Archive {
         Codebook::from_bytes(&table).map_err(|r| Error::corrupt(&t.meta.name, r))
     }
 
+    /// A coded tensor's parts and code, read into memory: the form the encoders make, which
+    /// the CPU decoder and the GPU upload take.
+    pub fn coded(&self, t: &TensorEntry) -> Result<CodedTensor> {
+        let layout = *t.layout().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "tensor '{}' is stored verbatim, not coded",
+                t.meta.name
+            ))
+        })?;
+        Ok(CodedTensor {
+            layout,
+            codebook: std::sync::Arc::new(self.codebook(t)?),
+            encoded: self.encoded(t)?,
+        })
+    }
+
     /// Decodes one tensor on the CPU and checks its checksum.
     pub fn decode(&self, t: &TensorEntry) -> Result<Vec<u8>> {
-        let bytes = match &t.layout {
-            None => self.read(&t.meta.name)?,
-            Some(layout) => {
-                let mut out = vec![0u8; layout.decoded_bytes() as usize];
-                codec::decode(
-                    layout,
-                    &self.encoded(t)?,
-                    &self.codebook(t)?,
-                    &mut out,
-                    &t.meta.name,
-                )?;
-                out
-            }
+        let bytes = match t.form {
+            Form::Stored => self.read(&t.meta.name)?,
+            Form::Huffman { .. } => self.coded(t)?.decode(&t.meta.name)?,
         };
         let actual = checksum(&bytes);
         if actual != t.xxh3 {

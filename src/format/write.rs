@@ -4,7 +4,7 @@ use super::{
     Coding, FORMAT_VERSION, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor, SafetensorsFile,
     checksum,
 };
-use crate::codec::{self, Codebook, Encoded, Layout, huffman};
+use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -188,16 +188,25 @@ pub fn shared_name(dtype: &str) -> String {
     format!("__vramzip__.codebook.{dtype}")
 }
 
-/// A coded tensor: layout, code, parts, the shared book's tensor name (None: its own table), and
-/// the symbol histogram when one was taken (not in single-stage coding).
-type Coded = (Layout, Codebook, Encoded, Option<String>, Option<Vec<u64>>);
+/// A tensor as the writer codes it.
+struct Written {
+    coded: CodedTensor,
+    /// The shared book's tensor name; `None`: the tensor's own table follows its parts.
+    shared: Option<String>,
+    /// The symbol histogram, when one was taken (not in single-stage coding).
+    hist: Option<Vec<u64>>,
+}
 
 /// The tensor's own best code (three stages: histogram, code, table), or `None` to store it.
-fn own_code(bytes: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Coded>> {
+fn own_code(bytes: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Written>> {
     Ok(match codec::choose(bytes, width, chunk_groups)? {
         Some(choice) => {
-            let enc = codec::encode(bytes, &choice.layout, &choice.codebook)?;
-            Some((choice.layout, choice.codebook, enc, None, Some(choice.hist)))
+            let hist = Some(choice.hist.clone());
+            Some(Written {
+                coded: choice.encode(bytes)?,
+                shared: None,
+                hist,
+            })
         }
         None => None,
     })
@@ -257,10 +266,12 @@ pub fn compress_file(
         let coded = match (codec::element_bits(&t.dtype), shared) {
             (Some(width), Some(book)) if !bytes.is_empty() => {
                 // single stage; the rare tensor whose escapes overflow a chunk gets its own code
-                match codec::shared::encode_with(&bytes, width, book, opts.chunk_groups) {
-                    Ok((layout, enc)) => {
-                        Some((layout, book.clone(), enc, Some(shared_name(&t.dtype)), None))
-                    }
+                match codec::shared::encode_with(&bytes, width, book.clone(), opts.chunk_groups) {
+                    Ok(coded) => Some(Written {
+                        coded,
+                        shared: Some(shared_name(&t.dtype)),
+                        hist: None,
+                    }),
                     Err(_) => own_code(&bytes, width, opts.chunk_groups)?,
                 }
             }
@@ -268,7 +279,16 @@ pub fn compress_file(
             (None, _) => None,
         };
         let coding = match coded {
-            Some((layout, book, enc, shared, hist)) => {
+            Some(Written {
+                coded,
+                shared,
+                hist,
+            }) => {
+                let CodedTensor {
+                    layout,
+                    codebook: book,
+                    encoded: enc,
+                } = coded;
                 let table = match &shared {
                     None => book.to_bytes(),
                     Some(name) => {

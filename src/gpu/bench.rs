@@ -148,7 +148,7 @@ pub fn bench_file(
 pub fn load_raw(ctx: &GpuContext, path: &Path) -> Result<()> {
     let file = crate::format::SafetensorsFile::open(path)?;
     let len = file.data_bytes();
-    let mut data = vec![0u8; super::decode::padded(len) as usize];
+    let mut data = vec![0u8; super::padded(len) as usize];
     file.read_data_into(0, &mut data[..len as usize])?;
     let buffer = ctx.output_buffer(data.len() as u64)?;
     ctx.queue.write_buffer(&buffer, 0, &data);
@@ -179,7 +179,7 @@ pub fn load_cpu_decoded(ctx: &GpuContext, path: &Path) -> Result<()> {
     let mut data = Vec::new();
     for t in &archive.tensors {
         data.extend(archive.decode(t)?);
-        data.resize(super::decode::padded(data.len() as u64) as usize, 0);
+        data.resize(super::padded(data.len() as u64) as usize, 0);
     }
     let buffer = ctx.output_buffer(data.len() as u64)?;
     ctx.queue.write_buffer(&buffer, 0, &data);

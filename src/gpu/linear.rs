@@ -5,7 +5,8 @@
 //! `shaders/matmul_core.wgsl`, as does the product on uncompressed weights
 //! ([`GpuContext::record_matmul`]): all three give the same bits.
 
-use super::{GpuContext, GpuGroup, MAX_BATCH, batch_variant};
+use super::kernels::{MAX_BATCH, batch_constant, escapes_constant};
+use super::{GpuContext, GpuGroup};
 use crate::codec::LANES;
 use crate::error::{Error, Result};
 use crate::format::Archive;
@@ -39,7 +40,7 @@ impl WeightType {
         }
     }
     /// The shaders' `dtype` code.
-    pub(super) fn code(self) -> u32 {
+    pub fn code(self) -> u32 {
         match self {
             WeightType::F32 => 0,
             WeightType::BF16 => 1,
@@ -63,6 +64,51 @@ pub fn piece_steps(words_per_row: u32) -> u32 {
     } else {
         4
     }
+}
+
+/// gemv.wgsl's parameters (its `struct Params`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemvParams {
+    rows: u32,
+    cols: u32,
+    /// First word of W in its buffer.
+    w_offset: u32,
+    /// Real batch columns of this dispatch.
+    batch: u32,
+    piece_steps: u32,
+    dtype: u32,
+    /// Words a row.
+    wpr: u32,
+    /// First batch column of this dispatch.
+    first: u32,
+}
+
+/// fused.wgsl's parameters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct FusedParams {
+    blocks: u32,
+    wpr: u32,
+    cols: u32,
+    batch: u32,
+    piece_steps: u32,
+    dtype: u32,
+    /// Pieces of the whole weight: the stride of a batch column in the partial sums.
+    pieces: u32,
+    first: u32,
+}
+
+/// sum_pieces.wgsl's parameters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumParams {
+    rows: u32,
+    pieces_per_row: u32,
+    batch: u32,
+    pieces: u32,
+    first: u32,
+    pad: [u32; 3],
 }
 
 /// How a fused product cuts the weight (see `shaders/fused.wgsl`).
@@ -169,7 +215,7 @@ impl GpuContext {
         let offset = group.slices[0].offset;
         let wpr = cols / dtype.per_word();
         let q = piece_steps(wpr);
-        let fusion = match (&t.layout, &group.coded) {
+        let fusion = match (t.layout(), &group.coded) {
             (None, _) | (_, None) => Err("stored uncompressed".to_string()),
             (Some(_), _) if !wpr.is_multiple_of(64) => Err(format!(
                 "a row is {wpr} words, not a whole number of 64-word steps"
@@ -271,41 +317,33 @@ impl GpuContext {
         let wpr = layer.words_per_row();
         for first in (0..batch).step_by(MAX_BATCH as usize) {
             let n = (batch - first).min(MAX_BATCH);
-            let params = [
-                fusion.blocks,
+            let params = FusedParams {
+                blocks: fusion.blocks,
                 wpr,
-                layer.cols,
-                n,
-                piece_steps(wpr),
-                layer.dtype.code(),
-                fusion.pieces,
+                cols: layer.cols,
+                batch: n,
+                piece_steps: piece_steps(wpr),
+                dtype: layer.dtype.code(),
+                pieces: fusion.pieces,
                 first,
-            ];
+            };
             let mut buffers: Vec<&wgpu::Buffer> = coded.buffers().to_vec();
             buffers.extend([x, partials]);
-            let variant = coded.escapes as usize * 5 + batch_variant(n);
+            let constants = [escapes_constant(coded.escapes), batch_constant(n)];
             let kernel = &self.kernels.fused;
-            self.dispatch(
-                encoder,
-                kernel,
-                variant,
-                &params,
-                &buffers,
-                [fusion.blocks, 1],
-            );
-            let params = [
-                layer.rows,
-                fusion.pieces_per_row,
-                n,
-                fusion.pieces,
+            let workgroups = [fusion.blocks, 1];
+            self.dispatch(encoder, kernel, &constants, &params, &buffers, workgroups);
+            let params = SumParams {
+                rows: layer.rows,
+                pieces_per_row: fusion.pieces_per_row,
+                batch: n,
+                pieces: fusion.pieces,
                 first,
-                0,
-                0,
-                0,
-            ];
+                pad: [0; 3],
+            };
             let sums = (layer.rows * n).div_ceil(64);
             let kernel = &self.kernels.sum_pieces;
-            self.dispatch(encoder, kernel, 0, &params, &[partials, y], [sums, 1]);
+            self.dispatch(encoder, kernel, &[], &params, &[partials, y], [sums, 1]);
         }
         Ok(())
     }
@@ -336,25 +374,19 @@ impl GpuContext {
         let wpr = cols / dtype.per_word();
         for first in (0..batch).step_by(MAX_BATCH as usize) {
             let n = (batch - first).min(MAX_BATCH);
-            let params = [
+            let params = GemvParams {
                 rows,
                 cols,
-                (offset / 4) as u32,
-                n,
-                piece_steps(wpr),
-                dtype.code(),
+                w_offset: (offset / 4) as u32,
+                batch: n,
+                piece_steps: piece_steps(wpr),
+                dtype: dtype.code(),
                 wpr,
                 first,
-            ];
+            };
             let kernel = &self.kernels.gemv;
-            self.dispatch(
-                encoder,
-                kernel,
-                batch_variant(n),
-                &params,
-                &[w, x, y],
-                [rows, 1],
-            );
+            let constants = [batch_constant(n)];
+            self.dispatch(encoder, kernel, &constants, &params, &[w, x, y], [rows, 1]);
         }
         Ok(())
     }

@@ -601,26 +601,17 @@ fn bench_in(
             .collect::<Result<Vec<_>>>()?
     };
     // Read the parts first so the CPU decode time counts decoding alone.
-    let parts: Vec<_> = archive
+    let coded: Vec<_> = archive
         .tensors
         .iter()
-        .map(|t| {
-            Ok(match t.layout {
-                Some(_) => Some((archive.encoded(t)?, archive.codebook(t)?)),
-                None => None,
-            })
-        })
+        .map(|t| t.layout().map(|_| archive.coded(t)).transpose())
         .collect::<Result<_>>()?;
     let t1 = Instant::now();
     let mut decoded = Vec::new();
-    for (t, p) in archive.tensors.iter().zip(&parts) {
-        decoded.push(match (&t.layout, p) {
-            (Some(layout), Some((enc, book))) => {
-                let mut buf = vec![0u8; layout.decoded_bytes() as usize];
-                vramzip::codec::decode(layout, enc, book, &mut buf, &t.meta.name)?;
-                buf
-            }
-            _ => archive.read(&t.meta.name)?,
+    for (t, c) in archive.tensors.iter().zip(&coded) {
+        decoded.push(match c {
+            Some(c) => c.decode(&t.meta.name)?,
+            None => archive.read(&t.meta.name)?,
         });
     }
     let decode_s = t1.elapsed().as_secs_f64();

@@ -10,10 +10,29 @@
 //! decoded once on the CPU and kept as f32. The same code runs on uncompressed weights, and since
 //! every kernel reduces in a fixed order, compressed and uncompressed weights give the same bits.
 
-use super::{GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, WeightType, storage_entry};
 use crate::error::{Error, Result};
 use crate::format::Archive;
+use crate::gpu::{Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, WeightType};
 use wgpu::util::DeviceExt;
+
+/// The parameters of the bert.wgsl kernels (its `struct Params`); each entry reads the fields it
+/// needs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    tokens: u32,
+    hidden: u32,
+    heads: u32,
+    head_dim: u32,
+    /// bias_act: values per token.
+    width: u32,
+    /// bias_act: 0 none, 1 GELU.
+    act: u32,
+    /// embed: the tables' type (`WeightType::code`).
+    dtype: u32,
+    /// LayerNorm epsilon.
+    eps: f32,
+}
 
 /// The fields of a Hugging Face `config.json` that the encoder needs.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -223,7 +242,7 @@ pub struct Bert {
     /// Bytes of the buffers the last forward pass allocated for itself.
     transient: std::cell::Cell<u64>,
     // embed, add_norm, bias_act, attention, pool
-    kernels: Vec<Kernel>,
+    kernels: Vec<std::sync::Arc<Kernel>>,
 }
 
 const EMBED: usize = 0;
@@ -281,7 +300,7 @@ impl Bert {
                     let [r, c] = shape[..] else {
                         return Err(Error::InvalidArgument(format!("'{name}' is not 2-D")));
                     };
-                    let buffer = gpu.buffer(name, bytes);
+                    let buffer = gpu.storage_buffer(name, bytes);
                     let (r, c) = (r as u32, c as u32);
                     (
                         r,
@@ -385,16 +404,16 @@ impl Bert {
             .transpose()?;
         vram.scratch =
             scratch.as_ref().map_or(0, |b| b.size()) + partials.as_ref().map_or(0, |b| b.size());
-        let layout: Vec<_> = std::iter::once(super::uniform_entry())
-            .chain((1..=4).map(|b| storage_entry(b, true)))
-            .chain([storage_entry(5, false)])
-            .collect();
-        let kernels = Kernel::entries(
-            &gpu.device,
-            super::shaders::BERT,
-            &layout,
+        let access = [Access::Read; 4]
+            .into_iter()
+            .chain([Access::ReadWrite])
+            .collect::<Vec<_>>();
+        let kernels = gpu.kernels_of(
+            "bert",
+            crate::gpu::shaders::BERT,
+            &access,
             &["embed", "add_norm", "bias_act", "attention", "pool"],
-        );
+        )?;
         Ok(Bert {
             config,
             embeddings,
@@ -492,20 +511,22 @@ impl Bert {
                 scratch
             }
         };
-        let rows = gpu.buffer("token rows", bytemuck::cast_slice(&rows).to_vec());
+        let rows = gpu.storage_buffer("token rows", bytemuck::cast_slice(&rows).to_vec());
         transient += hidden.size() + out.size() + rows.size();
-        let mut params = self.params(tokens);
-        params[6] = e.dtype.code();
+        let params = Params {
+            dtype: e.dtype.code(),
+            ..self.params(tokens)
+        };
         let k = &self.kernels[EMBED];
         let buffers = [&table, &rows, &e.norm, &self.empty, &hidden];
-        gpu.dispatch(&mut encoder, k, 0, &params, &buffers, [tokens, 1]);
+        gpu.dispatch(&mut encoder, k, &[], &params, &buffers, [tokens, 1]);
         let (h, i) = (h as u64, self.config.intermediate_size as u64);
         transient += 4 * tokens as u64 * (8 * h + i); // record_layers' activations
         self.transient.set(transient);
         self.record_layers(gpu, &mut encoder, &hidden, tokens)?;
         let k = &self.kernels[POOL];
         let buffers = [&self.empty, &self.empty, &self.empty, &hidden, &out];
-        gpu.dispatch(&mut encoder, k, 0, &self.params(tokens), &buffers, [1, 1]);
+        gpu.dispatch(&mut encoder, k, &[], &self.params(tokens), &buffers, [1, 1]);
         gpu.queue.submit([encoder.finish()]);
         read_f32(gpu, &out, h as usize)
     }
@@ -529,13 +550,18 @@ impl Bert {
     }
 
     /// The uniform of the bert.wgsl kernels, with the fields every entry shares.
-    fn params(&self, tokens: u32) -> [u32; 8] {
+    fn params(&self, tokens: u32) -> Params {
         let c = &self.config;
-        let head_dim = c.hidden_size / c.num_attention_heads;
-        let mut p = [0u32; 8];
-        p[..4].copy_from_slice(&[tokens, c.hidden_size, c.num_attention_heads, head_dim]);
-        p[7] = c.layer_norm_eps.to_bits();
-        p
+        Params {
+            tokens,
+            hidden: c.hidden_size,
+            heads: c.num_attention_heads,
+            head_dim: c.hidden_size / c.num_attention_heads,
+            width: 0,
+            act: 0,
+            dtype: 0,
+            eps: c.layer_norm_eps,
+        }
     }
 
     /// y = W x for the `tokens` columns of x.
@@ -581,15 +607,17 @@ impl Bert {
         let base = self.params(tokens);
         // dst += bias, then GELU when `gelu`
         let bias = |encoder: &mut wgpu::CommandEncoder, dst, bias, width: u32, gelu: bool| {
-            let mut p = base;
-            p[4] = width;
-            p[5] = gelu as u32;
+            let p = Params {
+                width,
+                act: gelu as u32,
+                ..base
+            };
             let buffers = [&self.empty, &self.empty, bias, &self.empty, dst];
             let groups = (tokens * width).div_ceil(64);
             gpu.dispatch(
                 encoder,
                 &self.kernels[BIAS_ACT],
-                0,
+                &[],
                 &p,
                 &buffers,
                 [groups, 1],
@@ -599,7 +627,7 @@ impl Bert {
         let add_norm = |encoder: &mut wgpu::CommandEncoder, norm| {
             let buffers = [&self.empty, &self.empty, norm, &branch, hidden];
             let k = &self.kernels[ADD_NORM];
-            gpu.dispatch(encoder, k, 0, &base, &buffers, [tokens, 1]);
+            gpu.dispatch(encoder, k, &[], &base, &buffers, [tokens, 1]);
         };
         for layer in &self.layers {
             let [wq, wk, wv, wo, wi, wd] = &layer.matrices;
@@ -611,7 +639,7 @@ impl Bert {
             let buffers = [&self.empty, &self.empty, &self.empty, &qkv, &context];
             let heads = self.config.num_attention_heads;
             let k = &self.kernels[ATTENTION];
-            gpu.dispatch(encoder, k, 0, &base, &buffers, [heads, tokens]);
+            gpu.dispatch(encoder, k, &[], &base, &buffers, [heads, tokens]);
             self.product(gpu, encoder, wo, &context, &branch, tokens)?;
             bias(encoder, &branch, &layer.biases[3], h, false);
             add_norm(encoder, &layer.norms[0]);
@@ -724,7 +752,7 @@ fn load_embeddings(
                 bytes.extend(weights.tensor(name)?.2);
                 bytes.resize(bytes.len().next_multiple_of(4), 0);
             }
-            Tables::Raw(gpu.buffer("embeddings", bytes), starts)
+            Tables::Raw(gpu.storage_buffer("embeddings", bytes), starts)
         }
     };
     Ok(Embeddings {

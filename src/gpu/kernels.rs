@@ -1,0 +1,326 @@
+//! The kernel registry: every shader of the runtime with its explicit bind group layout, built
+//! once per context, and those that models register by name ([`GpuContext::kernels_of`]); their
+//! pipelines, one per set of override constants, built on first use and chosen by the constants'
+//! names; and the one helper that records a dispatch of any of them ([`GpuContext::dispatch`]).
+
+use super::{GpuContext, shaders};
+use wgpu::util::DeviceExt;
+
+/// Override constants of one pipeline, by name (as the WGSL `override` declarations spell them).
+pub type Constants<'a> = &'a [(&'static str, f64)];
+
+/// A built pipeline and the override constants it was built with.
+type Pipeline = (Vec<(&'static str, f64)>, wgpu::ComputePipeline);
+
+/// One shader entry point with its explicit bind group layout, and its pipelines, one per set of
+/// override constants, each built the first time it is used (most programs use a few of them).
+#[derive(Debug)]
+pub struct Kernel {
+    name: &'static str,
+    /// The entry point, where the module has several.
+    entry: Option<&'static str>,
+    module: wgpu::ShaderModule,
+    pub(crate) bind_layout: wgpu::BindGroupLayout,
+    layout: wgpu::PipelineLayout,
+    pipelines: std::sync::Mutex<Vec<Pipeline>>,
+}
+
+impl Kernel {
+    pub(crate) fn new(
+        device: &wgpu::Device,
+        name: &'static str,
+        source: &str,
+        entries: &[wgpu::BindGroupLayoutEntry],
+    ) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let bind_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries,
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&bind_layout)],
+            immediate_size: 0,
+        });
+        Kernel {
+            name,
+            entry: None,
+            module,
+            bind_layout,
+            layout,
+            pipelines: Default::default(),
+        }
+    }
+
+    /// One kernel per entry point of `source`, all on one bind group layout and one module.
+    pub(crate) fn entries(
+        device: &wgpu::Device,
+        source: &str,
+        layout: &[wgpu::BindGroupLayoutEntry],
+        names: &[&'static str],
+    ) -> Vec<Self> {
+        let first = Kernel::new(device, names[0], source, layout);
+        names
+            .iter()
+            .map(|&name| Kernel {
+                name,
+                entry: Some(name),
+                module: first.module.clone(),
+                bind_layout: first.bind_layout.clone(),
+                layout: first.layout.clone(),
+                pipelines: Default::default(),
+            })
+            .collect()
+    }
+
+    /// Its name (the entry point's, where the module has several).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The pipeline with these override constants, built on first use.
+    pub(crate) fn pipeline(
+        &self,
+        device: &wgpu::Device,
+        constants: Constants,
+    ) -> wgpu::ComputePipeline {
+        // a poisoned lock only means another thread panicked while building: the list is intact
+        let mut built = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = built.iter().find(|(c, _)| c == constants) {
+            return p.clone();
+        }
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(self.name),
+            layout: Some(&self.layout),
+            module: &self.module,
+            entry_point: self.entry,
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        built.push((constants.to_vec(), pipeline.clone()));
+        pipeline
+    }
+}
+
+/// The batch sizes matrix-product pipelines are built for; a batch runs on the smallest that
+/// holds it.
+const BATCH_VARIANTS: [u32; 5] = [1, 2, 4, 8, 16];
+
+/// The largest batch one matrix-product dispatch takes (`MAX_BATCH` in matmul_core.wgsl).
+pub const MAX_BATCH: u32 = 16;
+
+/// The `BATCH` constant of the pipeline that computes `batch` (1..=16) columns.
+pub(crate) fn batch_constant(batch: u32) -> (&'static str, f64) {
+    let b = BATCH_VARIANTS
+        .iter()
+        .copied()
+        .find(|&b| b >= batch)
+        .unwrap_or(MAX_BATCH);
+    ("BATCH", b as f64)
+}
+
+/// The `ESCAPES` constant: whether any decode table bound has an escape code.
+pub(crate) fn escapes_constant(escapes: bool) -> (&'static str, f64) {
+    ("ESCAPES", escapes as u8 as f64)
+}
+
+/// How a registered kernel uses its bindings 1, 2, ... (binding 0 is always its uniform
+/// parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A storage buffer the kernel only reads.
+    Read,
+    /// A storage buffer the kernel writes.
+    ReadWrite,
+}
+
+/// Kernels registered by models, by module name: each module's entry points, in the order asked.
+pub(crate) type Registry = std::sync::Mutex<Vec<(&'static str, Vec<std::sync::Arc<Kernel>>)>>;
+
+/// The runtime's kernels, built once.
+#[derive(Debug)]
+pub(crate) struct Kernels {
+    pub(crate) decode: Kernel,
+    pub(crate) decode_select: Kernel,
+    pub(crate) copy: Kernel,
+    pub(crate) gemv: Kernel,
+    pub(crate) fused: Kernel,
+    pub(crate) sum_pieces: Kernel,
+}
+
+pub(crate) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+pub(crate) fn uniform_entry() -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+impl Kernels {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        // bindings 1..=6 of the decoder: pieces, block info, chunk index, stream, raw, tables
+        let coded = || (1..=6).map(|b| storage_entry(b, true));
+        let decode: Vec<_> = std::iter::once(uniform_entry())
+            .chain(coded())
+            .chain([storage_entry(7, false)])
+            .collect();
+        let select: Vec<_> = decode
+            .iter()
+            .copied()
+            .chain([storage_entry(8, true)])
+            .collect();
+        let fused: Vec<_> = std::iter::once(uniform_entry())
+            .chain(coded())
+            .chain([storage_entry(7, true), storage_entry(8, false)])
+            .collect();
+        let copy = [storage_entry(0, true), storage_entry(1, false)];
+        let gemv = [
+            uniform_entry(),
+            storage_entry(1, true),
+            storage_entry(2, true),
+            storage_entry(3, false),
+        ];
+        let sum = [
+            uniform_entry(),
+            storage_entry(1, true),
+            storage_entry(2, false),
+        ];
+        Kernels {
+            decode: Kernel::new(device, "decode", shaders::DECODE, &decode),
+            decode_select: Kernel::new(device, "decode_select", shaders::DECODE_SELECT, &select),
+            copy: Kernel::new(device, "copy", shaders::COPY, &copy),
+            gemv: Kernel::new(device, "gemv", shaders::GEMV, &gemv),
+            fused: Kernel::new(device, "fused", shaders::FUSED, &fused),
+            sum_pieces: Kernel::new(device, "sum_pieces", shaders::SUM_PIECES, &sum),
+        }
+    }
+}
+
+impl GpuContext {
+    /// The kernels `entries` of the WGSL `source`, registered under `module`: built the first
+    /// time a module is asked for, from then on shared. Binding 0 of every entry is its uniform
+    /// parameters; `access` gives bindings 1, 2, ... A model's own shaders (the BERT forward
+    /// pass's, say) run this way, beside the runtime's, through [`GpuContext::dispatch`].
+    /// Errors if the shader does not build on this device.
+    pub fn kernels_of(
+        &self,
+        module: &'static str,
+        source: &str,
+        access: &[Access],
+        entries: &[&'static str],
+    ) -> crate::Result<Vec<std::sync::Arc<Kernel>>> {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, kernels)) = registry.iter().find(|(m, _)| *m == module) {
+            return Ok(kernels.clone());
+        }
+        let layout: Vec<_> = std::iter::once(uniform_entry())
+            .chain(
+                access
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| storage_entry(i as u32 + 1, *a == Access::Read)),
+            )
+            .collect();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let kernels: Vec<_> = Kernel::entries(&self.device, source, &layout, entries)
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+        for k in &kernels {
+            k.pipeline(&self.device, &[]);
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(crate::Error::Gpu(format!(
+                "building the kernels of {module}: {e}"
+            )));
+        }
+        registry.push((module, kernels.clone()));
+        Ok(kernels)
+    }
+
+    /// Records one dispatch of `kernel`'s pipeline with `constants`, with `params` (the kernel's
+    /// `#[repr(C)]` parameter struct, mirrored by its WGSL `Params`) as the uniform at binding 0
+    /// and `buffers` bound whole at bindings 1, 2, ... `workgroups`: `[n, 1]` (spread over two
+    /// dimensions when over the limit) or `[x, y]`.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        constants: Constants,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 2],
+    ) {
+        let resources = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        self.dispatch_with(encoder, kernel, constants, params, resources, workgroups);
+    }
+
+    /// As [`GpuContext::dispatch`], with any binding resources (a buffer range, say) at 1, 2, ...
+    pub(crate) fn dispatch_with<P: bytemuck::Pod>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        constants: Constants,
+        params: &P,
+        resources: Vec<wgpu::BindingResource>,
+        workgroups: [u32; 2],
+    ) {
+        let params = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(kernel.name),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let entries: Vec<_> = std::iter::once(params.as_entire_binding())
+            .chain(resources)
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            })
+            .collect();
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &kernel.bind_layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.name),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&kernel.pipeline(&self.device, constants));
+        pass.set_bind_group(0, &bind, &[]);
+        let [x, y] = workgroups;
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if y > 1 {
+            pass.dispatch_workgroups(x, y, 1);
+        } else {
+            pass.dispatch_workgroups(x.min(max), x.div_ceil(max), 1);
+        }
+    }
+}
