@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         )
         .into());
     }
-    let config = BertConfig::from_file(&model.join("config.json"))?;
+    let config = BertConfig::from_file(model.join("config.json"))?;
     let mut tokenizer = tokenizers::Tokenizer::from_file(model.join("tokenizer.json"))?;
     // The file pads every input to 128 tokens; sentence-transformers does not pad a single
     // sentence, and truncates at 256 (sentence_bert_config.json).

@@ -285,7 +285,7 @@ fn tokenizer(dir: &std::path::Path) -> tokenizers::Tokenizer {
 fn check_model(file: &str, sentences: usize, min_cosine: f64) {
     let Some(dir) = model_dir() else { return };
     let gpu = gpu();
-    let config = BertConfig::from_file(&dir.join("config.json")).unwrap();
+    let config = BertConfig::from_file(dir.join("config.json")).unwrap();
     let tok = tokenizer(&dir);
     let bytes = std::fs::read(dir.join(file)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

@@ -258,8 +258,8 @@ fn cli_codebook_build_and_shared_compression_of_a_sharded_model() {
         String::from_utf8_lossy(&out.stderr)
     );
     // one book built from both shards: the same table bytes in each
-    let a = Archive::open(&shared.join("a.safetensors")).unwrap();
-    let b = Archive::open(&shared.join("b.safetensors")).unwrap();
+    let a = Archive::open(shared.join("a.safetensors")).unwrap();
+    let b = Archive::open(shared.join("b.safetensors")).unwrap();
     assert_eq!(
         a.read("__vramzip__.codebook.BF16").unwrap(),
         b.read("__vramzip__.codebook.BF16").unwrap()

@@ -216,7 +216,93 @@ fn cli_commands_and_exit_codes() {
         "--chunk-groups",
         "0",
     ]);
-    assert_eq!(bad_cg.status.code(), Some(1));
+    // out-of-range options are bad usage, refused before anything is done
+    assert_eq!(bad_cg.status.code(), Some(2));
+    let bad_backend = vramzip(&["verify", vz_s, "--backend", "nope"]);
+    assert_eq!(bad_backend.status.code(), Some(2));
+    // with no adapter for the asked backend, verify says how to do without one
+    let no_gpu = vramzip(&["verify", vz_s, "--backend", "metal"]);
+    assert_eq!(no_gpu.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&no_gpu.stderr);
+    assert!(err.contains("--cpu"), "{err}");
+}
+
+#[test]
+fn inspect_and_verify_take_directories_and_an_empty_one_is_an_error() {
+    let dir = tmpdir("cli-dirs");
+    let (src, packed, empty) = (dir.join("src"), dir.join("packed"), dir.join("empty"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(sample(), src.join("model-00001-of-00002.safetensors")).unwrap();
+    std::fs::copy(sample(), src.join("model-00002-of-00002.safetensors")).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let out = vramzip(&["compress", &s(&src), "-o", &s(&packed)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = vramzip(&["verify", "--cpu", &s(&packed)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all 38 tensors match"));
+    let out = vramzip(&["inspect", "--json", &s(&packed)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["files"].as_array().unwrap().len(), 2);
+    let one = doc["files"][0]["totals"]["original_bytes"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(doc["totals"]["original_bytes"].as_u64().unwrap(), 2 * one);
+    for cmd in [
+        vec!["compress", &s(&empty), "-o", &s(&dir.join("out"))],
+        vec!["inspect", &s(&empty)],
+        vec!["verify", "--cpu", &s(&empty)],
+    ] {
+        let cmd: Vec<&str> = cmd.iter().map(|a| a.as_ref()).collect();
+        let out = vramzip(&cmd);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no .safetensors file"), "{cmd:?}: {err}");
+    }
+    assert!(!dir.join("out").exists());
+}
+
+#[test]
+fn compressed_files_are_marked_so_other_loaders_do_not_take_them_for_checkpoints() {
+    let dir = tmpdir("format-marker");
+    let vz = dir.join("x.vz");
+    format::compress_file(sample(), &vz, &CompressOptions::default(), &|_| {}).unwrap();
+    let file = vramzip::format::SafetensorsFile::open(&vz).unwrap();
+    let meta = file.header.metadata.clone().unwrap();
+    assert_eq!(meta["format"], "vramzip");
+    // the original's own metadata comes back whole
+    let back = dir.join("back.safetensors");
+    Archive::open(&vz)
+        .unwrap()
+        .decompress_to(&back, &|_| {})
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(sample()).unwrap()
+    );
+    let original = vramzip::format::SafetensorsFile::open(sample()).unwrap();
+    assert_ne!(
+        original
+            .header
+            .metadata
+            .unwrap()
+            .get("format")
+            .map(String::as_str),
+        Some("vramzip")
+    );
 }
 
 #[test]
@@ -269,19 +355,14 @@ fn bad_files_are_errors_not_panics() {
     }
     // an uncompressed file is not an archive, and a compressed one is not compressed twice
     assert!(
-        Archive::open(&sample())
+        Archive::open(sample())
             .unwrap_err()
             .to_string()
             .contains("not a vramzip file")
     );
     assert!(
-        format::compress_file(
-            &vz,
-            &dir.join("twice"),
-            &CompressOptions::default(),
-            &|_| {}
-        )
-        .is_err()
+        format::compress_file(&vz, dir.join("twice"), &CompressOptions::default(), &|_| {})
+            .is_err()
     );
 }
 

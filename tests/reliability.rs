@@ -25,7 +25,7 @@ fn shared_types_are_send_and_sync() {
 fn many_threads_decoding_one_archive_get_the_same_bytes() {
     let dir = tmpdir("threads");
     let vz = dir.join("s.vz");
-    format::compress_file(&sample(), &vz, &CompressOptions::default(), &|_| {}).unwrap();
+    format::compress_file(sample(), &vz, &CompressOptions::default(), &|_| {}).unwrap();
     let archive = Arc::new(Archive::open(&vz).unwrap());
     let expected: Vec<Vec<u8>> = archive
         .tensors

@@ -30,11 +30,12 @@ fn entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// names, new total size, the original text kept), and copies every other file.
 /// `progress(file, bytes_done_in_file)` reports progress.
 pub fn compress_dir(
-    input: &Path,
-    output: &Path,
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
     opts: &CompressOptions,
     progress: &dyn Fn(&Path, u64),
 ) -> Result<Vec<CompressStats>> {
+    let (input, output) = (input.as_ref(), output.as_ref());
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
     let mut stats = Vec::new();
     let mut indexes = Vec::new();
@@ -90,7 +91,12 @@ pub fn compress_dir(
 }
 
 /// Undoes [`compress_dir`]: every file comes back byte for byte.
-pub fn decompress_dir(input: &Path, output: &Path, progress: &dyn Fn(&Path, u64)) -> Result<()> {
+pub fn decompress_dir(
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
+    progress: &dyn Fn(&Path, u64),
+) -> Result<()> {
+    let (input, output) = (input.as_ref(), output.as_ref());
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
     for p in entries(input)? {
         let to = output.join(p.file_name().unwrap_or_default());

@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: u32 = 1;
 /// Name of the tensor holding the original header.
 pub const HEADER_TENSOR: &str = "__vramzip__.header";
+/// The `format` entry of a compressed file's `__metadata__`, so that checkpoint loaders do not
+/// take it for a plain checkpoint.
+pub const FORMAT_MARKER: &str = "vramzip";
 /// Key of the vramzip manifest in `__metadata__`.
 pub const MANIFEST_KEY: &str = "vramzip";
 /// Largest header accepted, as in the safetensors crate.

@@ -79,7 +79,8 @@ pub struct Archive {
 
 impl Archive {
     /// Opens a compressed file, reading and checking only its header.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let header = read_header(&file, path)?;
         let text = header
@@ -362,7 +363,8 @@ impl Archive {
 
     /// Writes the original file, byte for byte, to `output` (atomically: a temporary file renamed
     /// into place). Every tensor's checksum is checked. `progress` gets the bytes done so far.
-    pub fn decompress_to(&self, output: &Path, progress: &dyn Fn(u64)) -> Result<()> {
+    pub fn decompress_to(&self, output: impl AsRef<Path>, progress: &dyn Fn(u64)) -> Result<()> {
+        let output = output.as_ref();
         let head = self.original_header()?;
         let (tmp, mut w) = super::write::start_file(output, &head)?;
         let mut done = 0;

@@ -1,8 +1,8 @@
 //! Writing a compressed file.
 
 use super::{
-    Coding, FORMAT_VERSION, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor, SafetensorsFile,
-    checksum,
+    Coding, FORMAT_MARKER, FORMAT_VERSION, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor,
+    SafetensorsFile, checksum,
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
@@ -215,11 +215,12 @@ fn own_code(bytes: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Writ
 /// Compresses the safetensors file `input` into `output`, reading one tensor at a time.
 /// `progress` is called with the original bytes done so far.
 pub fn compress_file(
-    input: &Path,
-    output: &Path,
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
     opts: &CompressOptions,
     progress: &dyn Fn(u64),
 ) -> Result<CompressStats> {
+    let (input, output) = (input.as_ref(), output.as_ref());
     let source = SafetensorsFile::open(input)?;
     let header = &source.header;
     if header
@@ -352,6 +353,10 @@ pub fn compress_file(
     drop(data_file);
 
     let mut meta = header.metadata.clone().unwrap_or_default();
+    // Loaders of checkpoints (Hugging Face's check `format` is pt, tf, flax or mlx) then refuse
+    // the file instead of handing out its coded parts as U8 blobs; the original `format` stays in
+    // the stored original header, which decompression restores byte for byte.
+    meta.insert("format".to_string(), FORMAT_MARKER.to_string());
     meta.insert(
         MANIFEST_KEY.to_string(),
         serde_json::to_string(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?,

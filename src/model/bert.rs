@@ -61,7 +61,8 @@ const MAX_HIDDEN: u32 = 1024;
 
 impl BertConfig {
     /// Reads and checks a `config.json`.
-    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let config: BertConfig = serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
             path: path.to_path_buf(),
