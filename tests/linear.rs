@@ -364,3 +364,36 @@ fn linear_layers_refuse_what_they_cannot_multiply() {
             .is_err()
     );
 }
+
+#[test]
+fn a_repeated_product_makes_no_new_bind_groups() {
+    // an inference loop runs the same layers on the same buffers token after token: the second
+    // round must bind what the first made, not make a uniform buffer and bind group a dispatch
+    let gpu = gpu();
+    let archive = compress_into("bind-reuse", &sample(), &chunks(64));
+    let name = "encoder.layer.0.intermediate.dense.weight";
+    let layer = gpu.linear(&archive, name).unwrap();
+    let x = upload(
+        &gpu,
+        bytemuck::cast_slice(&activations(layer.cols as usize, 1)),
+    );
+    let y = gpu.output_buffer(4 * layer.rows as u64).unwrap();
+    let scratch = gpu.scratch_for(&[&layer]).unwrap();
+    let partials = gpu.partials_for(&[&layer], 1).unwrap();
+    let round = || {
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        gpu.record_linear(&mut encoder, &layer, &scratch, &x, &y, 1)
+            .unwrap();
+        gpu.record_linear_fused(&mut encoder, &layer, &partials, &x, &y, 1)
+            .unwrap();
+        gpu.queue.submit([encoder.finish()]);
+        gpu.wait().unwrap();
+    };
+    round();
+    let made = gpu.cached_bind_groups();
+    assert!(made >= 4, "decode, product, fused, sums: {made}");
+    for _ in 0..3 {
+        round();
+    }
+    assert_eq!(gpu.cached_bind_groups(), made);
+}

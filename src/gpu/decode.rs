@@ -131,21 +131,16 @@ impl GpuContext {
         extra: &[&wgpu::Buffer],
         workgroups: u64,
     ) {
-        let out = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: out.0,
-            offset: out.1,
-            size: std::num::NonZeroU64::new(out.2),
-        });
-        let resources = c
+        let ranges: Vec<_> = c
             .buffers()
-            .iter()
-            .map(|b| b.as_entire_binding())
-            .chain([out])
-            .chain(extra.iter().map(|b| b.as_entire_binding()))
+            .into_iter()
+            .map(|b| (b, 0, None))
+            .chain([(out.0, out.1, Some(out.2))])
+            .chain(extra.iter().map(|&b| (b, 0, None)))
             .collect();
         let constants = [escapes_constant(c.escapes)];
         let workgroups = [workgroups as u32, 1];
-        self.dispatch_with(encoder, kernel, &constants, params, resources, workgroups);
+        self.dispatch_ranges(encoder, kernel, &constants, params, &ranges, workgroups);
     }
 
     /// Convenience: decodes one group on the GPU, waits, and returns its output bytes.

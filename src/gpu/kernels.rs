@@ -265,7 +265,8 @@ impl GpuContext {
     /// Records one dispatch of `kernel`'s pipeline with `constants`, with `params` (the kernel's
     /// `#[repr(C)]` parameter struct, mirrored by its WGSL `Params`) as the uniform at binding 0
     /// and `buffers` bound whole at bindings 1, 2, ... `workgroups`: `[n, 1]` (spread over two
-    /// dimensions when over the limit) or `[x, y]`.
+    /// dimensions when over the limit) or `[x, y]`. The uniform and the bind group are made the
+    /// first time a dispatch has these parameters and buffers, then reused (see [`BindCache`]).
     pub fn dispatch<P: bytemuck::Pod>(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -275,39 +276,54 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 2],
     ) {
-        let resources = buffers.iter().map(|b| b.as_entire_binding()).collect();
-        self.dispatch_with(encoder, kernel, constants, params, resources, workgroups);
+        let ranges: Vec<_> = buffers.iter().map(|&b| (b, 0, None)).collect();
+        self.dispatch_ranges(encoder, kernel, constants, params, &ranges, workgroups);
     }
 
-    /// As [`GpuContext::dispatch`], with any binding resources (a buffer range, say) at 1, 2, ...
-    pub(crate) fn dispatch_with<P: bytemuck::Pod>(
+    /// As [`GpuContext::dispatch`], with buffer ranges `(buffer, offset, size)` (`None`: to the
+    /// end) at bindings 1, 2, ...
+    pub(crate) fn dispatch_ranges<P: bytemuck::Pod>(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: &Kernel,
         constants: Constants,
         params: &P,
-        resources: Vec<wgpu::BindingResource>,
+        ranges: &[BufferRange],
         workgroups: [u32; 2],
     ) {
-        let params = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(kernel.name),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
+        let key = BindKey {
+            kernel: kernel as *const Kernel as usize,
+            params: bytemuck::bytes_of(params).to_vec(),
+            ranges: ranges.iter().map(|&(b, o, s)| (b.clone(), o, s)).collect(),
+        };
+        let bind = self.binds.get_or_make(key, || {
+            let params = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(kernel.name),
+                    contents: bytemuck::bytes_of(params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let resources = ranges.iter().map(|&(buffer, offset, size)| {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset,
+                    size: size.and_then(std::num::NonZeroU64::new),
+                })
             });
-        let entries: Vec<_> = std::iter::once(params.as_entire_binding())
-            .chain(resources)
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
+            let entries: Vec<_> = std::iter::once(params.as_entire_binding())
+                .chain(resources)
+                .enumerate()
+                .map(|(i, resource)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource,
+                })
+                .collect();
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel.name),
+                layout: &kernel.bind_layout,
+                entries: &entries,
             })
-            .collect();
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.name),
-            layout: &kernel.bind_layout,
-            entries: &entries,
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.name),
@@ -322,5 +338,65 @@ impl GpuContext {
         } else {
             pass.dispatch_workgroups(x.min(max), x.div_ceil(max), 1);
         }
+    }
+}
+
+/// A binding of a buffer range: (buffer, offset, size; `None` to the end).
+pub(crate) type BufferRange<'a> = (&'a wgpu::Buffer, u64, Option<u64>);
+
+/// What a bind group is made of: the kernel, its parameters, its buffer ranges.
+#[derive(Hash, PartialEq, Eq)]
+struct BindKey {
+    kernel: usize,
+    params: Vec<u8>,
+    ranges: Vec<(wgpu::Buffer, u64, Option<u64>)>,
+}
+
+/// The bind groups (with their uniform buffers) of recent dispatches, so that a layer run again
+/// on the same buffers (every token of an inference loop) binds what it bound before instead of
+/// making a uniform buffer and a bind group per dispatch. Bounded: the least recently used go
+/// first, and with them the buffers they kept alive.
+#[derive(Debug, Default)]
+pub(crate) struct BindCache(std::sync::Mutex<BindMap>);
+
+#[derive(Default)]
+struct BindMap {
+    tick: u64,
+    groups: std::collections::HashMap<BindKey, (wgpu::BindGroup, u64)>,
+}
+
+impl std::fmt::Debug for BindMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bind groups", self.groups.len())
+    }
+}
+
+/// Bind groups kept: several forward passes' worth of a small model's dispatches.
+const BIND_CACHE: usize = 1024;
+
+impl BindCache {
+    fn get_or_make(&self, key: BindKey, make: impl FnOnce() -> wgpu::BindGroup) -> wgpu::BindGroup {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.tick += 1;
+        let tick = map.tick;
+        if let Some((group, used)) = map.groups.get_mut(&key) {
+            *used = tick;
+            return group.clone();
+        }
+        if map.groups.len() >= BIND_CACHE {
+            // evict the older half at once, so eviction costs O(1) a dispatch on average
+            let mut ages: Vec<u64> = map.groups.values().map(|(_, used)| *used).collect();
+            let (_, median, _) = ages.select_nth_unstable(BIND_CACHE / 2);
+            let median = *median;
+            map.groups.retain(|_, (_, used)| *used > median);
+        }
+        let group = make();
+        map.groups.insert(key, (group.clone(), tick));
+        group
+    }
+
+    /// Bind groups held.
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.groups.len())
     }
 }

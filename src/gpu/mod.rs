@@ -97,6 +97,9 @@ pub struct GpuContext {
     pub timestamps: bool,
     kernels: Kernels,
     registry: kernels::Registry,
+    binds: kernels::BindCache,
+    /// The staging buffer of `read_back`, reused while large enough.
+    staging: std::sync::Mutex<Option<wgpu::Buffer>>,
     /// The first GPU error no error scope caught (wgpu's default would panic), or a lost device.
     fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -194,6 +197,8 @@ impl GpuContext {
             limits,
             kernels,
             registry: Default::default(),
+            binds: Default::default(),
+            staging: Default::default(),
             fault,
         })
     }

@@ -530,26 +530,54 @@ impl GpuContext {
     /// Reads `bytes` bytes from the start of `buffer` back to the CPU (submits and waits).
     pub fn read_back(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let size = padded(bytes.max(4));
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read back"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        // one staging buffer, reused while it is large enough (held for the whole read, so two
+        // threads reading back take turns)
+        let mut slot = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        let staging = match slot.as_ref() {
+            Some(s) if s.size() >= size => s.clone(),
+            _ => {
+                let s = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("read back"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                *slot = Some(s.clone());
+                s
+            }
+        };
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let range = staging.slice(..size);
+        range.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("read back: no answer from the device".into()))?
-            .map_err(|e| Error::Gpu(format!("read back: {e}")))?;
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(format!("read back: {e:?}")))?;
-        Ok(view[..bytes as usize].to_vec())
+        let waited = self.wait();
+        let mapped = rx
+            .recv()
+            .map_err(|_| Error::Gpu("read back: no answer from the device".into()))
+            .and_then(|r| r.map_err(|e| Error::Gpu(format!("read back: {e}"))));
+        if let Err(e) = waited.and(mapped) {
+            // a half-done read leaves nothing behind: the next read makes a fresh buffer
+            *slot = None;
+            return Err(e);
+        }
+        let read = match range.get_mapped_range() {
+            Ok(view) => view[..bytes as usize].to_vec(),
+            Err(e) => {
+                *slot = None;
+                return Err(Error::Gpu(format!("read back: {e:?}")));
+            }
+        };
+        staging.unmap();
+        Ok(read)
+    }
+
+    /// Bind groups (with their uniform buffers) the context holds for reuse: they are made once
+    /// per kernel, parameters and buffers, so a repeated dispatch makes none.
+    pub fn cached_bind_groups(&self) -> usize {
+        self.binds.len()
     }
 }

@@ -240,10 +240,45 @@ pub struct Bert {
     partials: Option<wgpu::Buffer>,
     empty: wgpu::Buffer,
     vram: Vram,
-    /// Bytes of the buffers the last forward pass allocated for itself.
+    /// Bytes of the buffers the last forward pass used for itself.
     transient: std::cell::Cell<u64>,
+    /// Kept between passes, so that a pass binds what the one before bound.
+    activations: std::cell::RefCell<Option<Activations>>,
     // embed, add_norm, bias_act, attention, pool
     kernels: Vec<std::sync::Arc<Kernel>>,
+}
+
+/// The activations of a forward pass of up to `tokens` tokens.
+struct Activations {
+    tokens: u32,
+    hidden: wgpu::Buffer,
+    out: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    qkv: wgpu::Buffer,
+    context: wgpu::Buffer,
+    branch: wgpu::Buffer,
+    inner: wgpu::Buffer,
+}
+
+impl Activations {
+    fn new(gpu: &GpuContext, config: &BertConfig, tokens: u32) -> Result<Self> {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let act = |n: u32| gpu.output_buffer(4 * (tokens * n) as u64);
+        Ok(Activations {
+            tokens,
+            hidden: act(h)?,
+            out: gpu.output_buffer(4 * h as u64)?,
+            q: act(h)?,
+            k: act(h)?,
+            v: act(h)?,
+            qkv: act(3 * h)?,
+            context: act(h)?,
+            branch: act(h)?,
+            inner: act(i)?,
+        })
+    }
 }
 
 const EMBED: usize = 0;
@@ -425,6 +460,7 @@ impl Bert {
             empty: f32_buffer(gpu, &[0.0; 4]),
             vram,
             transient: Default::default(),
+            activations: Default::default(),
             kernels,
         })
     }
@@ -462,8 +498,8 @@ impl Bert {
         }
         let tokens = ids.len() as u32;
         let h = self.config.hidden_size;
-        let hidden = gpu.output_buffer(4 * (tokens * h) as u64)?;
-        let out = gpu.output_buffer(4 * h as u64)?;
+        let acts = self.activations(gpu, tokens)?;
+        let (hidden, out) = (&acts.hidden, &acts.out);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         // The first byte of each token's word, position and token-type row.
         let row_bytes = h as u64 * e.dtype.bytes();
@@ -519,17 +555,32 @@ impl Bert {
             ..self.params(tokens)
         };
         let k = &self.kernels[EMBED];
-        let buffers = [&table, &rows, &e.norm, &self.empty, &hidden];
+        let buffers = [&table, &rows, &e.norm, &self.empty, hidden];
         gpu.dispatch(&mut encoder, k, &[], &params, &buffers, [tokens, 1]);
         let (h, i) = (h as u64, self.config.intermediate_size as u64);
         transient += 4 * tokens as u64 * (8 * h + i); // record_layers' activations
         self.transient.set(transient);
-        self.record_layers(gpu, &mut encoder, &hidden, tokens)?;
+        self.record_layers(gpu, &mut encoder, &acts, tokens)?;
         let k = &self.kernels[POOL];
-        let buffers = [&self.empty, &self.empty, &self.empty, &hidden, &out];
+        let buffers = [&self.empty, &self.empty, &self.empty, hidden, out];
         gpu.dispatch(&mut encoder, k, &[], &self.params(tokens), &buffers, [1, 1]);
         gpu.queue.submit([encoder.finish()]);
-        read_f32(gpu, &out, h as usize)
+        read_f32(gpu, out, h as usize)
+    }
+
+    /// The kept activations, grown first if they hold fewer than `tokens` tokens.
+    fn activations(
+        &self,
+        gpu: &GpuContext,
+        tokens: u32,
+    ) -> Result<std::cell::RefMut<'_, Activations>> {
+        let mut slot = self.activations.borrow_mut();
+        if slot.as_ref().is_none_or(|a| a.tokens < tokens) {
+            *slot = Some(Activations::new(gpu, &self.config, tokens)?);
+        }
+        Ok(std::cell::RefMut::map(slot, |a| {
+            a.as_mut().expect("just made")
+        }))
     }
 
     /// Runs the encoder layers on `hidden` (tokens x hidden_size f32 hidden states) and returns
@@ -543,11 +594,13 @@ impl Bert {
                 hidden.len()
             )));
         }
-        let buffer = f32_buffer(gpu, hidden);
+        let acts = self.activations(gpu, tokens as u32)?;
+        gpu.queue
+            .write_buffer(&acts.hidden, 0, bytemuck::cast_slice(hidden));
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        self.record_layers(gpu, &mut encoder, &buffer, tokens as u32)?;
+        self.record_layers(gpu, &mut encoder, &acts, tokens as u32)?;
         gpu.queue.submit([encoder.finish()]);
-        read_f32(gpu, &buffer, hidden.len())
+        read_f32(gpu, &acts.hidden, hidden.len())
     }
 
     /// The uniform of the bert.wgsl kernels, with the fields every entry shares.
@@ -597,13 +650,21 @@ impl Bert {
         &self,
         gpu: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
-        hidden: &wgpu::Buffer,
+        acts: &Activations,
         tokens: u32,
     ) -> Result<()> {
         let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
-        let act = |n: u32| gpu.output_buffer(4 * (tokens * n) as u64);
-        let (q, k, v, qkv) = (act(h)?, act(h)?, act(h)?, act(3 * h)?);
-        let (context, branch, inner) = (act(h)?, act(h)?, act(i)?);
+        let Activations {
+            hidden,
+            q,
+            k,
+            v,
+            qkv,
+            context,
+            branch,
+            inner,
+            ..
+        } = acts;
         let bytes = 4 * (tokens * h) as u64;
         let base = self.params(tokens);
         // dst += bias, then GELU when `gelu`
@@ -626,7 +687,7 @@ impl Bert {
         };
         // hidden = LayerNorm(hidden + branch)
         let add_norm = |encoder: &mut wgpu::CommandEncoder, norm| {
-            let buffers = [&self.empty, &self.empty, norm, &branch, hidden];
+            let buffers = [&self.empty, &self.empty, norm, branch, hidden];
             let k = &self.kernels[ADD_NORM];
             gpu.dispatch(encoder, k, &[], &base, &buffers, [tokens, 1]);
         };
@@ -635,19 +696,19 @@ impl Bert {
             for (n, (m, y)) in [(wq, &q), (wk, &k), (wv, &v)].into_iter().enumerate() {
                 self.product(gpu, encoder, m, hidden, y, tokens)?;
                 bias(encoder, y, &layer.biases[n], h, false);
-                encoder.copy_buffer_to_buffer(y, 0, &qkv, n as u64 * bytes, bytes);
+                encoder.copy_buffer_to_buffer(y, 0, qkv, n as u64 * bytes, bytes);
             }
-            let buffers = [&self.empty, &self.empty, &self.empty, &qkv, &context];
+            let buffers = [&self.empty, &self.empty, &self.empty, qkv, context];
             let heads = self.config.num_attention_heads;
             let k = &self.kernels[ATTENTION];
             gpu.dispatch(encoder, k, &[], &base, &buffers, [heads, tokens]);
-            self.product(gpu, encoder, wo, &context, &branch, tokens)?;
-            bias(encoder, &branch, &layer.biases[3], h, false);
+            self.product(gpu, encoder, wo, context, branch, tokens)?;
+            bias(encoder, branch, &layer.biases[3], h, false);
             add_norm(encoder, &layer.norms[0]);
-            self.product(gpu, encoder, wi, hidden, &inner, tokens)?;
-            bias(encoder, &inner, &layer.biases[4], i, true);
-            self.product(gpu, encoder, wd, &inner, &branch, tokens)?;
-            bias(encoder, &branch, &layer.biases[5], h, false);
+            self.product(gpu, encoder, wi, hidden, inner, tokens)?;
+            bias(encoder, inner, &layer.biases[4], i, true);
+            self.product(gpu, encoder, wd, inner, branch, tokens)?;
+            bias(encoder, branch, &layer.biases[5], h, false);
             add_norm(encoder, &layer.norms[1]);
         }
         Ok(())
