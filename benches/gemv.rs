@@ -48,13 +48,12 @@ fn bench(c: &mut Criterion) {
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors")
         });
-    let opts = CompressOptions {
-        chunk_groups: std::env::var("VRAMZIP_BENCH_CHUNK_GROUPS")
+    let opts = CompressOptions::default().with_chunk_groups(
+        std::env::var("VRAMZIP_BENCH_CHUNK_GROUPS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1024),
-        ..Default::default()
-    };
+    );
     let packed = dir.join("sample.vz");
     format::compress_file(&sample, &packed, &opts, &|_| {}).unwrap();
     let archive = Archive::open(&packed).unwrap();

@@ -29,10 +29,7 @@ fn bench(c: &mut Criterion) {
         format::compress_file(
             &input,
             &out_path,
-            &CompressOptions {
-                chunk_groups,
-                ..Default::default()
-            },
+            &CompressOptions::default().with_chunk_groups(chunk_groups),
             &|_| {},
         )
         .unwrap();

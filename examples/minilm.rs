@@ -77,10 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }))?;
 
     let packed = std::env::temp_dir().join(format!("minilm-{}.vz", std::process::id()));
-    let opts = CompressOptions {
-        chunk_groups,
-        ..Default::default()
-    };
+    let opts = CompressOptions::default().with_chunk_groups(chunk_groups);
     let t0 = Instant::now();
     format::compress_file(&file, &packed, &opts, &|_| {})?;
     let (raw_size, packed_size) = (

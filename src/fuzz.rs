@@ -26,10 +26,7 @@ pub fn container(data: &[u8]) {
         if format::compress_file(
             &input,
             &packed,
-            &CompressOptions {
-                chunk_groups: 3,
-                codebooks: None,
-            },
+            &CompressOptions::default().with_chunk_groups(3),
             &|_| {},
         )
         .is_ok()

@@ -36,8 +36,10 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+mod dtype;
 pub mod error;
 
+pub use dtype::Dtype;
 pub use error::{Error, Result};
 pub mod format;
 #[cfg(feature = "fuzzing")]

@@ -17,10 +17,7 @@ fn gpu() -> GpuContext {
 }
 
 fn compress(src: &std::path::Path, name: &str) -> Archive {
-    let opts = CompressOptions {
-        chunk_groups: 64,
-        ..Default::default()
-    };
+    let opts = CompressOptions::default().with_chunk_groups(64);
     compress_into(name, src, &opts)
 }
 

@@ -38,10 +38,7 @@ fn shared_codebooks_round_trip_every_dtype() {
         assert!(book.codes_everything(), "{dtype}");
         assert!(book.sym_bits <= 11, "{dtype}");
     }
-    let opts = CompressOptions {
-        codebooks: Some(Arc::new(books)),
-        ..Default::default()
-    };
+    let opts = CompressOptions::default().with_codebooks(Arc::new(books));
     format::compress_file(&src, &vz, &opts, &|_| {}).unwrap();
     let archive = Archive::open(&vz).unwrap();
     let shared: Vec<&str> = archive
@@ -172,10 +169,7 @@ fn eight_bit_data_that_would_overflow_a_chunk_falls_back_to_its_own_code() {
     );
     let random = noise(300_000, 2);
     write_safetensors(&src, &[("r", "U8", vec![300_000], random.clone())], None);
-    let opts = CompressOptions {
-        codebooks: Some(Arc::new(books_from(&train))),
-        ..Default::default()
-    };
+    let opts = CompressOptions::default().with_codebooks(Arc::new(books_from(&train)));
     format::compress_file(&src, &vz, &opts, &|_| {}).unwrap();
     let archive = Archive::open(&vz).unwrap();
     assert_eq!(archive.decode(&archive.tensors[0]).unwrap(), random);

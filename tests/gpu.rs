@@ -27,10 +27,7 @@ fn compressed(
     format::compress_file(
         src,
         &vz,
-        &CompressOptions {
-            chunk_groups,
-            ..Default::default()
-        },
+        &CompressOptions::default().with_chunk_groups(chunk_groups),
         &|_| {},
     )
     .unwrap();
@@ -93,11 +90,7 @@ fn every_dtype_edge_case_and_chunk_size() {
 #[test]
 fn small_binding_limit_splits_tensors_over_groups() {
     // 64 KiB bindings: the sample's 1536x384 matrices (1.2 MB decoded) need many pieces
-    let small = GpuContext::new(&GpuOptions {
-        max_binding_bytes: Some(64 << 10),
-        ..Default::default()
-    })
-    .unwrap();
+    let small = GpuContext::new(&GpuOptions::default().with_max_binding_bytes(64 << 10)).unwrap();
     assert_eq!(small.limits.max_storage_buffer_binding_size, 64 << 10);
     let (_, archive) = compressed("gpu-split", &sample(), 16);
     let groups = check_all(&small, &archive);
@@ -264,20 +257,16 @@ fn shared_codebooks_and_escapes_decode_on_the_gpu() {
     let mut h = vramzip::codec::shared::Histograms::default();
     vramzip::format::add_to_histograms(&mut h, sample()).unwrap();
     vramzip::format::add_to_histograms(&mut h, &src).unwrap();
-    let opts = CompressOptions {
-        codebooks: Some(std::sync::Arc::new(h.build())),
-        ..Default::default()
-    };
+    let opts = CompressOptions::default().with_codebooks(std::sync::Arc::new(h.build()));
     let vz = dir.join("m.vz");
     format::compress_file(&src, &vz, &opts, &|_| {}).unwrap();
     check_all(ctx(), &Archive::open(&vz).unwrap());
 
     let mut h = vramzip::codec::shared::Histograms::default();
     h.add("BF16", &weightlike(50_000, 9));
-    let only_small = CompressOptions {
-        codebooks: Some(std::sync::Arc::new(h.build())),
-        chunk_groups: 64,
-    };
+    let only_small = CompressOptions::default()
+        .with_codebooks(std::sync::Arc::new(h.build()))
+        .with_chunk_groups(64);
     let odd = dir.join("odd.safetensors");
     let mut data = weightlike(100_000, 3);
     for i in (0..data.len()).step_by(22) {
@@ -290,7 +279,7 @@ fn shared_codebooks_and_escapes_decode_on_the_gpu() {
 
 #[test]
 fn the_gl_backend_decodes_bit_exact_too() {
-    let gl = GpuContext::new(&GpuOptions { backend: Some("gl".into()), ..Default::default() }).unwrap_or_else(|e| {
+    let gl = GpuContext::new(&GpuOptions::default().with_backend("gl")).unwrap_or_else(|e| {
         panic!("no OpenGL adapter: {e}. Install one (apt-get install libegl-mesa0 libgl1-mesa-dri) rather than skipping.")
     });
     assert_eq!(gl.info.backend, wgpu::Backend::Gl);

@@ -181,10 +181,7 @@ fn check_file(
 }
 
 fn chunks(chunk_groups: usize) -> CompressOptions {
-    CompressOptions {
-        chunk_groups,
-        ..Default::default()
-    }
+    CompressOptions::default().with_chunk_groups(chunk_groups)
 }
 
 #[test]
@@ -217,10 +214,9 @@ fn shared_codebook_with_escapes_fuses() {
     // a book built from a few hundred values has no code for most symbols: the escape path
     let mut h = Histograms::default();
     h.add("BF16", &weightlike(300, 9));
-    let opts = CompressOptions {
-        chunk_groups: 64,
-        codebooks: Some(Arc::new(h.build())),
-    };
+    let opts = CompressOptions::default()
+        .with_chunk_groups(64)
+        .with_codebooks(Arc::new(h.build()));
     let (checked, fused, shared) = check_file(&gpu(), &sample(), "linear-escapes", &opts, 2);
     assert_eq!((checked, fused, shared), (6, 6, 6));
 }
@@ -264,10 +260,7 @@ fn f32_and_f16_weights() {
 
 #[test]
 fn the_gl_backend_gives_the_same_products() {
-    let gl = GpuContext::new(&GpuOptions {
-        backend: Some("gl".into()),
-        ..Default::default()
-    })
+    let gl = GpuContext::new(&GpuOptions::default().with_backend("gl"))
     .unwrap_or_else(|e| {
         panic!("no OpenGL adapter: {e}. Install one (apt-get install libegl-mesa0 libgl1-mesa-dri) rather than skipping.")
     });
@@ -317,11 +310,52 @@ fn why_a_layer_is_not_fused_is_stated() {
         short.unfusable()
     );
     // 512 words a row: pieces of 4 steps, which 6-group chunks do not hold whole
-    let ok = gpu.linear(&archive, "ok").unwrap();
+    let mut ok = gpu.linear(&archive, "ok").unwrap();
     assert!(
         ok.unfusable().unwrap().contains("multiple of 4"),
         "{:?}",
         ok.unfusable()
+    );
+    // the layer decides once: it takes the fused kernel only where it can
+    assert!(!ok.fused());
+    let err = ok.set_fused(true).unwrap_err().to_string();
+    assert!(err.contains("multiple of 4"), "{err}");
+}
+
+#[test]
+fn record_product_follows_the_layers_choice() {
+    let gpu = gpu();
+    let archive = compress_into("linear-choice", &sample(), &chunks(64));
+    let name = "encoder.layer.0.attention.self.query.weight";
+    let mut layer = gpu.linear(&archive, name).unwrap();
+    assert!(layer.fused(), "fused by default where it can be");
+    let x = upload(
+        &gpu,
+        bytemuck::cast_slice(&activations(layer.cols as usize, 3)),
+    );
+    let rows = layer.rows as usize;
+    let run = |layer: &vramzip::gpu::Linear| {
+        let ws = gpu.workspace_for(&[layer], 3).unwrap();
+        let y = gpu.output_buffer(4 * 3 * rows as u64).unwrap();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        gpu.record_product(&mut encoder, layer, &ws, &x, &y, 3)
+            .unwrap();
+        gpu.queue.submit([encoder.finish()]);
+        (read_bits(&gpu, &y, 3 * rows), ws.bytes())
+    };
+    let (fused, fused_ws) = run(&layer);
+    layer.set_fused(false).unwrap();
+    let (decoded, decode_ws) = run(&layer);
+    assert_eq!(fused, decoded);
+    // the fused product's workspace is its partial sums, far smaller than the decode scratch
+    assert!(fused_ws * 8 < decode_ws, "{fused_ws} vs {decode_ws}");
+    // a workspace made for another layer's choice is refused, not misused
+    let other = gpu.workspace_for(&[], 3).unwrap();
+    let y = gpu.output_buffer(4 * 3 * rows as u64).unwrap();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    assert!(
+        gpu.record_product(&mut encoder, &layer, &other, &x, &y, 3)
+            .is_err()
     );
 }
 

@@ -46,12 +46,7 @@ pub const MAX_CHUNK_GROUPS: usize = 1024;
 
 /// Bits per element of the dtypes that are coded; `None` for those stored verbatim.
 pub fn element_bits(dtype: &str) -> Option<u32> {
-    match dtype {
-        "BF16" | "F16" => Some(16),
-        "F32" => Some(32),
-        "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => Some(8),
-        _ => None,
-    }
+    crate::Dtype::parse(dtype).and_then(crate::Dtype::coded_bits)
 }
 
 /// Candidate symbol widths for an element width: measured per tensor, the cheapest wins.

@@ -73,13 +73,7 @@ pub struct Header {
 
 /// Size in bytes of a dtype's element, for the dtypes whose size is whole bytes.
 pub fn dtype_size(dtype: &str) -> Option<u64> {
-    Some(match dtype {
-        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
-        "I16" | "U16" | "F16" | "BF16" => 2,
-        "I32" | "U32" | "F32" => 4,
-        "I64" | "U64" | "F64" => 8,
-        _ => return None,
-    })
+    crate::Dtype::parse(dtype).map(crate::Dtype::size)
 }
 
 #[derive(Deserialize)]

@@ -10,8 +10,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Options for [`compress_file`].
+/// Options for [`compress_file`]: `CompressOptions::default()` and the `with_` methods.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CompressOptions {
     /// Groups per chunk (see [`crate::codec`]); smaller gives the GPU more parallel chunks at the
     /// price of a larger chunk index.
@@ -19,6 +20,19 @@ pub struct CompressOptions {
     /// Shared codebooks: tensors of a dtype that has one are coded with it in one pass (no
     /// histogram, no table of their own); the book is stored once in the file.
     pub codebooks: Option<std::sync::Arc<codec::shared::Codebooks>>,
+}
+
+impl CompressOptions {
+    /// Groups per chunk, 1 to [`codec::MAX_CHUNK_GROUPS`] (checked when compressing).
+    pub fn with_chunk_groups(mut self, chunk_groups: usize) -> Self {
+        self.chunk_groups = chunk_groups;
+        self
+    }
+    /// Shared codebooks for single-stage coding.
+    pub fn with_codebooks(mut self, books: std::sync::Arc<codec::shared::Codebooks>) -> Self {
+        self.codebooks = Some(books);
+        self
+    }
 }
 
 impl Default for CompressOptions {

@@ -25,10 +25,10 @@ pub enum WeightType {
 impl WeightType {
     /// The type of a safetensors dtype name, if products take it.
     pub fn from_dtype(dtype: &str) -> Option<Self> {
-        match dtype {
-            "F32" => Some(WeightType::F32),
-            "BF16" => Some(WeightType::BF16),
-            "F16" => Some(WeightType::F16),
+        match crate::Dtype::parse(dtype)? {
+            crate::Dtype::F32 => Some(WeightType::F32),
+            crate::Dtype::BF16 => Some(WeightType::BF16),
+            crate::Dtype::F16 => Some(WeightType::F16),
             _ => None,
         }
     }
@@ -133,6 +133,27 @@ pub struct Linear {
     group: GpuGroup,
     offset: u64,
     fusion: std::result::Result<Fusion, String>,
+    /// Whether [`GpuContext::record_product`] takes the fused kernel (only where it can).
+    fuse: bool,
+}
+
+/// The buffers the products of a set of layers share: the decode scratch of the layers that are
+/// decoded before their product, the partial sums of those that are fused. Made once, reused by
+/// every product of those layers.
+#[derive(Debug)]
+pub struct Workspace {
+    scratch: Option<wgpu::Buffer>,
+    partials: Option<wgpu::Buffer>,
+}
+
+impl Workspace {
+    /// Bytes it holds in VRAM.
+    pub fn bytes(&self) -> u64 {
+        [&self.scratch, &self.partials]
+            .iter()
+            .filter_map(|b| b.as_ref().map(|b| b.size()))
+            .sum()
+    }
 }
 
 impl Linear {
@@ -143,6 +164,22 @@ impl Linear {
     /// Bytes the compressed weight occupies in VRAM.
     pub fn resident_bytes(&self) -> u64 {
         self.group.resident_bytes
+    }
+    /// Whether its products run the fused kernel: by default wherever the layer allows it.
+    pub fn fused(&self) -> bool {
+        self.fuse
+    }
+    /// Chooses the fused kernel or decode-then-multiply for this layer's products; the fused
+    /// kernel only where it can take the layer (else an error says why).
+    pub fn set_fused(&mut self, on: bool) -> Result<()> {
+        if let (true, Some(why)) = (on, self.unfusable()) {
+            return Err(Error::InvalidArgument(format!(
+                "'{}' cannot be fused: {why}",
+                self.name
+            )));
+        }
+        self.fuse = on;
+        Ok(())
     }
     /// Why the fused kernel cannot take this layer, or `None` if it can.
     pub fn unfusable(&self) -> Option<&str> {
@@ -234,6 +271,7 @@ impl GpuContext {
             }
         };
         Ok(Linear {
+            fuse: fusion.is_ok(),
             name: name.to_string(),
             rows,
             cols,
@@ -242,6 +280,46 @@ impl GpuContext {
             offset,
             fusion,
         })
+    }
+
+    /// The buffers that the products of `layers`, `batch` columns at most, share (see
+    /// [`Workspace`]); only what their fused-or-not choice needs.
+    pub fn workspace_for(&self, layers: &[&Linear], batch: u32) -> Result<Workspace> {
+        let (fused, decoded): (Vec<&Linear>, Vec<&Linear>) = layers.iter().partition(|l| l.fuse);
+        Ok(Workspace {
+            scratch: (!decoded.is_empty())
+                .then(|| self.scratch_for(&decoded))
+                .transpose()?,
+            partials: (!fused.is_empty())
+                .then(|| self.partials_for(&fused, batch))
+                .transpose()?,
+        })
+    }
+
+    /// Records Y = W X the way the layer chose ([`Linear::fused`]), with the buffers of
+    /// `workspace` (made by [`GpuContext::workspace_for`] for this layer among others).
+    pub fn record_product(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        layer: &Linear,
+        workspace: &Workspace,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        batch: u32,
+    ) -> Result<()> {
+        let missing = || {
+            Error::InvalidArgument(format!(
+                "'{}': the workspace was not made for this layer",
+                layer.name
+            ))
+        };
+        if layer.fuse {
+            let partials = workspace.partials.as_ref().ok_or_else(missing)?;
+            self.record_linear_fused(encoder, layer, partials, x, y, batch)
+        } else {
+            let scratch = workspace.scratch.as_ref().ok_or_else(missing)?;
+            self.record_linear(encoder, layer, scratch, x, y, batch)
+        }
     }
 
     /// A scratch buffer large enough for the decoded weight of any of `layers`, reused by all.

@@ -11,7 +11,7 @@ pub mod shaders;
 mod upload;
 
 pub use kernels::{Access, Constants, Kernel, MAX_BATCH};
-pub use linear::{Linear, WeightType, piece_steps};
+pub use linear::{Linear, WeightType, Workspace, piece_steps};
 pub use measure::Timing;
 pub use upload::{GpuGroup, Slice, Source, padded};
 
@@ -19,14 +19,28 @@ use kernels::Kernels;
 
 use crate::error::{Error, Result};
 
-/// How to choose and open the GPU.
+/// How to choose and open the GPU: `GpuOptions::default()` and the `with_` methods.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct GpuOptions {
     /// `vulkan`, `metal`, `dx12`, `gl` or `all`; `None`: Vulkan, Metal or DX12, or `VRAMZIP_BACKEND`.
     pub backend: Option<String>,
     /// Ask for a smaller `max_storage_buffer_binding_size` than the adapter offers (for tests of
     /// the large-tensor path).
     pub max_binding_bytes: Option<u64>,
+}
+
+impl GpuOptions {
+    /// The backend: `vulkan`, `metal`, `dx12`, `gl` or `all`.
+    pub fn with_backend(mut self, name: impl Into<String>) -> Self {
+        self.backend = Some(name.into());
+        self
+    }
+    /// A smaller storage-binding limit than the adapter offers (tests of the large-tensor path).
+    pub fn with_max_binding_bytes(mut self, bytes: u64) -> Self {
+        self.max_binding_bytes = Some(bytes);
+        self
+    }
 }
 
 /// Parses a backend name.

@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::Archive;
-use crate::gpu::{Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, WeightType};
+use crate::gpu::{Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, WeightType, Workspace};
 use wgpu::util::DeviceExt;
 
 /// The parameters of the bert.wgsl kernels (its `struct Params`); each entry reads the fields it
@@ -135,21 +135,19 @@ impl Weights<'_> {
 /// Values of a float tensor as f32 (exact for f32, bf16 and f16).
 fn to_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
     let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+    let dtype = WeightType::from_dtype(dtype).ok_or_else(|| {
+        Error::InvalidArgument(format!("'{name}': expected a float tensor, not {dtype}"))
+    })?;
     Ok(match dtype {
-        "F32" => bytes
+        WeightType::F32 => bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
-        "BF16" => bytes
+        WeightType::BF16 => bytes
             .chunks_exact(2)
             .map(|b| f32::from_bits((half(b) as u32) << 16))
             .collect(),
-        "F16" => bytes.chunks_exact(2).map(|b| f16_to_f32(half(b))).collect(),
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "'{name}': expected a float tensor, not {other}"
-            )));
-        }
+        WeightType::F16 => bytes.chunks_exact(2).map(|b| f16_to_f32(half(b))).collect(),
     })
 }
 
@@ -235,9 +233,8 @@ pub struct Bert {
     layers: Vec<Layer>,
     /// Layers that asked for the fused kernel but could not have it, and why.
     pub unfused: Vec<String>,
-    scratch: Option<wgpu::Buffer>,
-    /// The fused products' partial sums: present when fusion was asked for and a layer allows it.
-    partials: Option<wgpu::Buffer>,
+    /// The decode scratch and partial sums every product shares.
+    workspace: Workspace,
     empty: wgpu::Buffer,
     vram: Vram,
     /// Bytes of the buffers the last forward pass used for itself.
@@ -322,9 +319,12 @@ impl Bert {
         let mut matrix = |name: &str, rows: u32, cols: u32| -> Result<Matrix> {
             let (got_rows, got_cols, m) = match weights {
                 Weights::Compressed { archive, .. } => {
-                    let l = gpu.linear(archive, name)?;
+                    let mut l = gpu.linear(archive, name)?;
                     if let (true, Some(why)) = (fused, l.unfusable()) {
                         unfused.push(format!("{name}: {why}"));
+                    }
+                    if !fused {
+                        l.set_fused(false)?;
                     }
                     (l.rows, l.cols, Matrix::Packed(Box::new(l)))
                 }
@@ -399,24 +399,20 @@ impl Bert {
             None
         };
 
-        // The scratch holds any matrix decoded before its product; the partial sums serve every
-        // fused product.
-        let mut scratch_bytes = 0;
-        let mut partial_bytes = 0;
         let mut vram = Vram::default();
+        let mut packed = Vec::new();
         for m in layers.iter().flat_map(|l| &l.matrices) {
             match m {
                 Matrix::Packed(l) => {
                     vram.matrices += l.resident_bytes();
-                    if fused && l.unfusable().is_none() {
-                        partial_bytes = partial_bytes.max(l.partial_bytes(MAX_BATCH));
-                    } else {
-                        scratch_bytes = scratch_bytes.max(l.decoded_bytes());
-                    }
+                    packed.push(l.as_ref());
                 }
                 Matrix::Raw { buffer, .. } => vram.matrices += buffer.size(),
             }
         }
+        // one scratch for the layers decoded before their product, one set of partial sums for
+        // the fused ones (a product takes at most MAX_BATCH tokens a dispatch)
+        let workspace = gpu.workspace_for(&packed, MAX_BATCH)?;
         if let Some(e) = &embeddings {
             vram.matrices += match &e.tables {
                 Tables::Packed(g) => g.iter().map(|g| g.resident_bytes).sum(),
@@ -432,14 +428,7 @@ impl Bert {
                 .map(|b| b.size())
                 .sum::<u64>();
         }
-        let scratch = (scratch_bytes > 0)
-            .then(|| gpu.output_buffer(scratch_bytes))
-            .transpose()?;
-        let partials = (partial_bytes > 0)
-            .then(|| gpu.output_buffer(partial_bytes))
-            .transpose()?;
-        vram.scratch =
-            scratch.as_ref().map_or(0, |b| b.size()) + partials.as_ref().map_or(0, |b| b.size());
+        vram.scratch = workspace.bytes();
         let access = [Access::Read; 4]
             .into_iter()
             .chain([Access::ReadWrite])
@@ -455,8 +444,7 @@ impl Bert {
             embeddings,
             layers,
             unfused,
-            scratch,
-            partials,
+            workspace,
             empty: f32_buffer(gpu, &[0.0; 4]),
             vram,
             transient: Default::default(),
@@ -629,13 +617,7 @@ impl Bert {
         tokens: u32,
     ) -> Result<()> {
         match m {
-            Matrix::Packed(l) => match (&self.partials, &self.scratch) {
-                (Some(partials), _) if l.unfusable().is_none() => {
-                    gpu.record_linear_fused(encoder, l, partials, x, y, tokens)
-                }
-                (_, Some(scratch)) => gpu.record_linear(encoder, l, scratch, x, y, tokens),
-                _ => Err(Error::InvalidArgument("no scratch buffer".into())),
-            },
+            Matrix::Packed(l) => gpu.record_product(encoder, l, &self.workspace, x, y, tokens),
             Matrix::Raw {
                 buffer,
                 dtype,

@@ -111,10 +111,8 @@ fn bench_in(
     };
     let mut gpu = Vec::new();
     for backend in backends {
-        let opts = GpuOptions {
-            backend: backend.clone(),
-            ..gpu_opts.clone()
-        };
+        let mut opts = gpu_opts.clone();
+        opts.backend.clone_from(&backend);
         match GpuContext::new(&opts) {
             Ok(ctx) => gpu.push(gpu::bench::bench_file(
                 &ctx, input, &archive, &original, 1.0,

@@ -28,9 +28,9 @@ pub fn compress(
         (None, true) => Some(build_codebooks(&shards)?),
         (None, false) => None,
     };
-    let opts = CompressOptions {
-        codebooks: codebooks.map(std::sync::Arc::new),
-        ..opts
+    let opts = match codebooks {
+        Some(books) => opts.with_codebooks(std::sync::Arc::new(books)),
+        None => opts,
     };
     let t0 = Instant::now();
     let before = size_of(input);

@@ -151,14 +151,10 @@ fn chunk_groups() -> clap::builder::RangedU64ValueParser<u64> {
 }
 
 fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
-    let gpu_opts = GpuOptions {
-        backend,
-        ..Default::default()
-    };
-    let compress_opts = |chunk_groups: u64| CompressOptions {
-        chunk_groups: chunk_groups as usize,
-        ..Default::default()
-    };
+    let mut gpu_opts = GpuOptions::default();
+    gpu_opts.backend = backend;
+    let compress_opts =
+        |chunk_groups: u64| CompressOptions::default().with_chunk_groups(chunk_groups as usize);
     match cmd {
         Cmd::Compress {
             input,
