@@ -40,8 +40,12 @@ fn bench(c: &mut Criterion) {
     let gpu = GpuContext::new(&GpuOptions::default())
         .expect("a GPU adapter (lavapipe on machines without a GPU)");
     eprintln!("adapter: {}", gpu.describe());
-    let dir = std::env::temp_dir().join(format!("vramzip-gemv-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // removed when dropped, also when the bench panics
+    let tmp = tempfile::Builder::new()
+        .prefix("vramzip-gemv-bench-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     // from the working directory first: a binary built here may run in a copy of the tree elsewhere
     let sample = Some(Path::new("assets/minilm-layer0.safetensors").to_path_buf())
         .filter(|p| p.exists())
@@ -197,7 +201,6 @@ fn bench(c: &mut Criterion) {
     for line in table {
         eprintln!("{line}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // No HTML plots: see the plotters line in Cargo.toml.

@@ -31,13 +31,17 @@ fn bench(c: &mut Criterion) {
     let gpu = GpuContext::new(&GpuOptions::default())
         .expect("a GPU adapter (lavapipe on machines without a GPU)");
     eprintln!("adapter: {}", gpu.describe());
-    let dir = std::env::temp_dir().join(format!("vramzip-load-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // removed when dropped, also when the bench panics
+    let tmp = tempfile::Builder::new()
+        .prefix("vramzip-load-bench-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
     let mut inputs = vec![
         (
             "one-tensor-295KB",
-            one_tensor(&dir, &sample, "encoder.layer.0.attention.self.query.weight"),
+            one_tensor(dir, &sample, "encoder.layer.0.attention.self.query.weight"),
         ),
         ("sample-3.6MB", sample.clone()),
     ];
@@ -64,7 +68,6 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // No HTML plots: see the plotters line in Cargo.toml.

@@ -7,14 +7,11 @@ use crate::format::{self, Archive, CompressOptions};
 /// Arbitrary bytes as a safetensors file: compress must fail cleanly or round-trip exactly; as a
 /// compressed file: opening and decoding must fail cleanly or give checksum-verified bytes.
 pub fn container(data: &[u8]) {
-    let dir = std::env::temp_dir().join(format!(
-        "vramzip-fuzz-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    if std::fs::create_dir_all(&dir).is_err() {
+    // removed when dropped, also when an assertion below fails
+    let Ok(tmp) = tempfile::Builder::new().prefix("vramzip-fuzz-").tempdir() else {
         return;
-    }
+    };
+    let dir = tmp.path();
     let (input, packed, back) = (dir.join("in"), dir.join("packed"), dir.join("back"));
     if std::fs::write(&input, data).is_ok() {
         if let Ok(archive) = Archive::open(&input) {
@@ -42,7 +39,6 @@ pub fn container(data: &[u8]) {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Arbitrary bytes as a coded tensor (layout, code lengths, chunk index, stream, raw plane):

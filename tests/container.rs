@@ -408,7 +408,7 @@ const SAMPLE_XXH3: u64 = 4394774277393860941;
 #[test]
 fn a_manifest_that_claims_too_much_is_refused_before_allocating() {
     let dir = tmpdir("lying-manifest");
-    let manifest = r#"{"format":1,"lanes":64,"tensors":[{"name":"w","dtype":"BF16","shape":[1000000000000],"bytes":2000000000000,"xxh3":"0000000000000000","coding":"huffman","sym_bits":11,"chunk_groups":1024,"stream_bytes":4}]}"#;
+    let manifest = r#"{"format":1,"lanes":64,"header_xxh3":"0000000000000000","file_xxh3":"0000000000000000","tensors":[{"name":"w","dtype":"BF16","shape":[1000000000000],"bytes":2000000000000,"xxh3":"0000000000000000","coding":"huffman","sym_bits":11,"chunk_groups":1024,"stream_bytes":4}]}"#;
     let p = dir.join("lie.safetensors");
     write_safetensors(
         &p,

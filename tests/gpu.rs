@@ -17,11 +17,9 @@ fn ctx() -> &'static GpuContext {
     })
 }
 
-fn compressed(
-    name: &str,
-    src: &std::path::Path,
-    chunk_groups: usize,
-) -> (std::path::PathBuf, Archive) {
+/// Compresses `src` into `x.vz` of a fresh directory; the directory goes when the first part of the
+/// answer is dropped (the archive still reads the file through its open handle).
+fn compressed(name: &str, src: &std::path::Path, chunk_groups: usize) -> (TestDir, Archive) {
     let dir = tmpdir(name);
     let vz = dir.join("x.vz");
     format::compress_file(
@@ -32,7 +30,7 @@ fn compressed(
     )
     .unwrap();
     let a = Archive::open(&vz).unwrap();
-    (vz, a)
+    (dir, a)
 }
 
 /// Decodes every tensor of `archive` on `gpu` as one upload, checks each against the CPU decoder.
@@ -149,7 +147,8 @@ fn decode_records_into_the_callers_encoder_at_an_offset() {
 #[test]
 fn corrupt_streams_do_not_hang_and_are_reported() {
     let gpu = ctx();
-    let (vz, archive) = compressed("gpu-corrupt", &sample(), 64);
+    let (dir, archive) = compressed("gpu-corrupt", &sample(), 64);
+    let vz = dir.join("x.vz");
     let name = "encoder.layer.0.intermediate.dense.weight";
     let (start, end) = archive.range(name).unwrap();
     drop(archive);
@@ -194,7 +193,8 @@ fn corrupt_streams_do_not_hang_and_are_reported() {
 
 #[test]
 fn verify_command_names_the_tensors_that_differ() {
-    let (vz, archive) = compressed("gpu-verify", &sample(), 1024);
+    let (dir, archive) = compressed("gpu-verify", &sample(), 1024);
+    let vz = dir.join("x.vz");
     let (start, _) = archive
         .range("encoder.layer.0.output.dense.weight")
         .unwrap();

@@ -22,7 +22,7 @@ mod write;
 
 pub use dir::{ORIGINAL_INDEX_KEY, compress_dir, decompress_dir};
 pub(crate) use plain::read_exact_at;
-pub use plain::{Header, HeaderTensor, SafetensorsFile, dtype_size, read_header};
+pub use plain::{Header, HeaderTensor, SafetensorsFile, dtype_size, parse_header, read_header};
 
 pub use read::{Archive, Form, PartRanges, TensorEntry};
 pub use write::{CompressOptions, CompressStats, TensorStats, compress_file, tensor_stats};
@@ -89,6 +89,10 @@ pub struct Manifest {
     pub lanes: usize,
     /// Original tensors in file order.
     pub tensors: Vec<ManifestTensor>,
+    /// xxh3-64 of the stored original header (`__vramzip__.header`), 16 hex digits.
+    pub header_xxh3: String,
+    /// xxh3-64 of the whole original file, 16 hex digits: decompression checks what it wrote.
+    pub file_xxh3: String,
 }
 
 /// Adds every coded tensor of the plain safetensors file `path` to `hist`, one tensor in memory
@@ -109,4 +113,28 @@ pub fn add_to_histograms(
 /// The checksum used throughout.
 pub fn checksum(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// The checksum of a whole file, fed as it is written or read, piece by piece, in order.
+pub(crate) struct FileChecksum(xxhash_rust::xxh3::Xxh3);
+
+impl FileChecksum {
+    /// Starts with the file's first bytes: the header length and the header.
+    pub(crate) fn new(header: &[u8]) -> Self {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&(header.len() as u64).to_le_bytes());
+        h.update(header);
+        FileChecksum(h)
+    }
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    pub(crate) fn digest(&self) -> u64 {
+        self.0.digest()
+    }
+}
+
+/// A checksum as the manifest writes it.
+pub(crate) fn hex(sum: u64) -> String {
+    format!("{sum:016x}")
 }

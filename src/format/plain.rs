@@ -104,6 +104,14 @@ pub fn read_header(file: &File, path: &Path) -> Result<Header> {
     }
     let mut raw = vec![0u8; n as usize];
     read_exact_at(file, &mut raw, 8).map_err(|e| Error::io(path, e))?;
+    parse_header(raw, file_len - 8 - n, path)
+}
+
+/// Parses and checks header bytes `raw` (as they follow the 8-byte length in a file) for a data
+/// section of `data_len` bytes: tensors must tile it exactly, element counts must match byte
+/// sizes. `path` names the file in errors.
+pub fn parse_header(raw: Vec<u8>, data_len: u64, path: &Path) -> Result<Header> {
+    let n = raw.len() as u64;
     let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&raw)
         .map_err(|e| Error::invalid(path, format!("header is not a JSON object: {e}")))?;
     let mut metadata = None;
@@ -159,13 +167,10 @@ pub fn read_header(file: &File, path: &Path) -> Result<Header> {
         }
         pos = t.end;
     }
-    if data_start + pos != file_len {
+    if pos != data_len {
         return Err(Error::invalid(
             path,
-            format!(
-                "data section is {} bytes, tensors cover {pos}",
-                file_len - data_start
-            ),
+            format!("data section is {data_len} bytes, tensors cover {pos}"),
         ));
     }
     Ok(Header {

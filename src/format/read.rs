@@ -1,8 +1,8 @@
 //! Reading a compressed file: only the header at open, tensors on demand with positioned reads.
 
 use super::{
-    Coding, FORMAT_VERSION, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest, ManifestTensor,
-    checksum, read_header,
+    Coding, FORMAT_VERSION, FileChecksum, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest,
+    ManifestTensor, checksum, parse_header, read_header,
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout};
 use crate::error::{Error, Result};
@@ -75,6 +75,10 @@ pub struct Archive {
     ranges: HashMap<String, (u64, u64)>,
     /// Original tensors in file order.
     pub tensors: Vec<TensorEntry>,
+    /// Position in `tensors` by name.
+    index: HashMap<String, usize>,
+    /// Checksum of the whole original file.
+    file_xxh3: u64,
 }
 
 impl Archive {
@@ -93,19 +97,23 @@ impl Archive {
                     "not a vramzip file (no 'vramzip' entry in __metadata__)",
                 )
             })?;
-        let manifest: Manifest = serde_json::from_str(text)
+        // the version first: another version's manifest may have other fields
+        let doc: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
-        if manifest.format != FORMAT_VERSION || manifest.lanes != codec::LANES {
+        let (format, lanes) = (doc["format"].as_u64(), doc["lanes"].as_u64());
+        if format != Some(FORMAT_VERSION as u64) || lanes != Some(codec::LANES as u64) {
             return Err(Error::invalid(
                 path,
                 format!(
                     "vramzip format {} with {} lanes; this build reads format {FORMAT_VERSION} with {} lanes",
-                    manifest.format,
-                    manifest.lanes,
+                    doc["format"],
+                    doc["lanes"],
                     codec::LANES
                 ),
             ));
         }
+        let manifest: Manifest = serde_json::from_value(doc)
+            .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
         let ranges: HashMap<String, (u64, u64)> = header
             .tensors
             .iter()
@@ -116,12 +124,20 @@ impl Archive {
                 )
             })
             .collect();
-        let u8_tensor = |name: &str| {
-            header
-                .tensors
-                .iter()
-                .any(|t| t.name == name && t.dtype == "U8")
+        let dtypes: HashMap<&str, &str> = header
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.dtype.as_str()))
+            .collect();
+        let u8_tensor = |name: &str| dtypes.get(name) == Some(&"U8");
+        let sum = |what: &str, text: &str| {
+            u64::from_str_radix(text, 16)
+                .map_err(|_| Error::invalid(path, format!("{what}: bad checksum text")))
         };
+        let (header_xxh3, file_xxh3) = (
+            sum("original header", &manifest.header_xxh3)?,
+            sum("original file", &manifest.file_xxh3)?,
+        );
         if !u8_tensor(HEADER_TENSOR) {
             return Err(Error::invalid(
                 path,
@@ -205,13 +221,17 @@ impl Archive {
             };
             tensors.push(TensorEntry { meta, xxh3, form });
         }
-        Ok(Archive {
+        let mut archive = Archive {
             path: path.to_path_buf(),
             file,
             header,
             ranges,
+            index: HashMap::new(),
             tensors,
-        })
+            file_xxh3,
+        };
+        archive.check_against_original(header_xxh3)?;
+        Ok(archive)
     }
 
     /// The file's path.
@@ -221,7 +241,63 @@ impl Archive {
 
     /// The original tensor called `name`.
     pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
-        self.tensors.iter().find(|t| t.meta.name == name)
+        self.index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// Every byte decompression writes is covered: the stored original header by its checksum,
+    /// each tensor by its own, and the manifest must agree with that header entry by entry (name,
+    /// dtype, shape, size, order), so that what decompression writes is a file with those
+    /// tensors in those places, checked again as a whole before it is renamed into place.
+    fn check_against_original(&mut self, header_xxh3: u64) -> Result<()> {
+        let bad = |why: String| Error::invalid(&self.path, why);
+        let raw = self.original_header()?;
+        if checksum(&raw) != header_xxh3 {
+            return Err(bad(
+                "the stored original header does not match its checksum".into(),
+            ));
+        }
+        let data_len = self
+            .tensors
+            .iter()
+            .try_fold(0u64, |a, t| a.checked_add(t.meta.bytes))
+            .ok_or_else(|| bad("the manifest's tensor sizes overflow".into()))?;
+        let original = parse_header(raw, data_len, &self.path)
+            .map_err(|e| bad(format!("the stored original header: {e}")))?;
+        if original.tensors.len() != self.tensors.len() {
+            return Err(bad(format!(
+                "the manifest lists {} tensors, the original header {}",
+                self.tensors.len(),
+                original.tensors.len()
+            )));
+        }
+        for (i, (h, t)) in original.tensors.iter().zip(&self.tensors).enumerate() {
+            let m = &t.meta;
+            if h.name != m.name
+                || h.dtype != m.dtype
+                || h.shape != m.shape
+                || h.end - h.start != m.bytes
+            {
+                return Err(bad(format!(
+                    "manifest entry {i} ('{}', {} {:?}, {} bytes) disagrees with the original header ('{}', {} {:?}, {} bytes)",
+                    m.name,
+                    m.dtype,
+                    m.shape,
+                    m.bytes,
+                    h.name,
+                    h.dtype,
+                    h.shape,
+                    h.end - h.start
+                )));
+            }
+        }
+        // names are unique in a header, so they are in the manifest now
+        self.index = self
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.meta.name.clone(), i))
+            .collect();
+        Ok(())
     }
 
     /// The original tensors whose names start with `prefix` (say `model.layers.3.`, one
@@ -367,12 +443,21 @@ impl Archive {
         let output = output.as_ref();
         let head = self.original_header()?;
         let (tmp, mut w) = super::write::start_file(output, &head)?;
+        let mut whole = FileChecksum::new(&head);
         let mut done = 0;
         for t in &self.tensors {
             let bytes = self.decode(t)?;
+            whole.update(&bytes);
             w.write_all(&bytes).map_err(|e| Error::io(&tmp.0, e))?;
             done += bytes.len() as u64;
             progress(done);
+        }
+        if whole.digest() != self.file_xxh3 {
+            return Err(Error::ChecksumMismatch {
+                tensor: "(the whole original file)".into(),
+                expected: self.file_xxh3,
+                actual: whole.digest(),
+            });
         }
         let file = w
             .into_inner()

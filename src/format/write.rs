@@ -1,8 +1,8 @@
 //! Writing a compressed file.
 
 use super::{
-    Coding, FORMAT_MARKER, FORMAT_VERSION, HEADER_TENSOR, MANIFEST_KEY, Manifest, ManifestTensor,
-    SafetensorsFile, checksum,
+    Coding, FORMAT_MARKER, FORMAT_VERSION, FileChecksum, HEADER_TENSOR, MANIFEST_KEY, Manifest,
+    ManifestTensor, SafetensorsFile, checksum, hex,
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
@@ -270,13 +270,19 @@ pub fn compress_file(
         format: FORMAT_VERSION,
         lanes: codec::LANES,
         tensors: Vec::new(),
+        header_xxh3: hex(checksum(&header.raw)),
+        file_xxh3: String::new(),
     };
+    // header.tensors is in data order, which tiles the data section: fed in that order, the
+    // tensors' bytes after the header are the whole file
+    let mut whole = FileChecksum::new(&header.raw);
     let mut stats = CompressStats::default();
     let mut written_books = std::collections::HashSet::new();
     let mut done = 0u64;
     for t in &header.tensors {
         let bytes = source.read(t)?;
         let sum = checksum(&bytes);
+        whole.update(&bytes);
         let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(&t.dtype));
         let coded = match (codec::element_bits(&t.dtype), shared) {
             (Some(width), Some(book)) if !bytes.is_empty() => {
@@ -354,12 +360,13 @@ pub fn compress_file(
             dtype: t.dtype.clone(),
             shape: t.shape.clone(),
             bytes: bytes.len() as u64,
-            xxh3: format!("{sum:016x}"),
+            xxh3: hex(sum),
             coding,
         });
         done += bytes.len() as u64;
         progress(done);
     }
+    manifest.file_xxh3 = hex(whole.digest());
     let data_file = out
         .data
         .into_inner()

@@ -8,21 +8,41 @@ pub fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors")
 }
 
-/// A fresh temporary directory for one test.
-pub fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vramzip-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh temporary directory for one test, removed with everything in it when dropped: at the
+/// end of the test, passing or failing (a panic unwinds through the drop).
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
 }
 
-/// Compresses `src` with `opts` into a fresh directory `name` and opens the result.
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+pub fn tmpdir(name: &str) -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix(&format!("vramzip-test-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
+}
+
+/// Compresses `src` with `opts` and opens the result. The file is gone once this returns: the
+/// archive reads it through the handle it holds open.
 pub fn compress_into(
     name: &str,
     src: &Path,
     opts: &vramzip::format::CompressOptions,
 ) -> vramzip::format::Archive {
-    let vz = tmpdir(name).join("w.vz");
+    let dir = tmpdir(name);
+    let vz = dir.join("w.vz");
     vramzip::format::compress_file(src, &vz, opts, &|_| {}).unwrap();
     vramzip::format::Archive::open(&vz).unwrap()
 }

@@ -35,15 +35,18 @@ pub fn bench(
     gpu_opts: &GpuOptions,
 ) -> Result<ExitCode> {
     let input = file.unwrap_or_else(default_sample);
-    let dir = std::env::temp_dir().join(format!("vramzip-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
-        path: dir.clone(),
-        source: e,
-    })?;
-    let out = dir.join("bench.vz.safetensors");
+    // removed when dropped: on every way out, errors included
+    let tmp = tempfile::Builder::new()
+        .prefix("vramzip-bench-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+    let out = tmp.path().join("bench.vz.safetensors");
     // a directory (a sharded model): every shard in turn, one table (or JSON line) each, and one
     // plot each, named after the shard
-    let result = if input.is_dir() {
+    if input.is_dir() {
         let mut code = ExitCode::SUCCESS;
         for shard in shards_in(&input)? {
             let plot = plot.map(|p| {
@@ -60,9 +63,7 @@ pub fn bench(
         Ok(code)
     } else {
         bench_in(&input, &out, json, plot, opts, gpu_opts)
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    }
 }
 
 fn bench_in(

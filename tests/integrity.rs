@@ -1,0 +1,205 @@
+//! Integrity: vramzip never hands back bytes that differ from the original while saying they are
+//! fine. Each test is named after the hole it closes, found by trying hostile inputs on real
+//! weights (the committed MiniLM layer).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use vramzip::format::{self, Archive, CompressOptions};
+
+fn compress(src: &Path, vz: &Path) {
+    format::compress_file(src, vz, &CompressOptions::default(), &|_| {}).unwrap();
+}
+
+/// The header JSON of a safetensors file and where its data section starts.
+fn header_of(bytes: &[u8]) -> (serde_json::Map<String, serde_json::Value>, usize) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), 8 + n)
+}
+
+/// Rewrites the manifest of the compressed file `vz` with `change`, keeping everything else.
+fn rewrite_manifest(vz: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let bytes = std::fs::read(vz).unwrap();
+    let (mut header, data) = header_of(&bytes);
+    let meta = header["__metadata__"].as_object_mut().unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(meta["vramzip"].as_str().unwrap()).unwrap();
+    change(&mut manifest);
+    meta.insert("vramzip".into(), manifest.to_string().into());
+    let mut text = serde_json::to_vec(&header).unwrap();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(&bytes[data..]);
+    std::fs::write(vz, out).unwrap();
+}
+
+/// Opens `vz` and decompresses it: the error, if any step refuses.
+fn open_and_decompress(vz: &Path, back: &Path) -> Option<String> {
+    let result = Archive::open(vz).and_then(|a| a.decompress_to(back, &|_| {}));
+    result.err().map(|e| e.to_string())
+}
+
+#[test]
+fn a_flipped_bit_in_the_stored_original_header_is_refused() {
+    let dir = tmpdir("header-flip");
+    let (vz, back) = (dir.join("s.vz"), dir.join("back"));
+    compress(&sample(), &vz);
+    let good = std::fs::read(&vz).unwrap();
+    let (start, end) = Archive::open(&vz)
+        .unwrap()
+        .range(format::HEADER_TENSOR)
+        .unwrap();
+    let mut s = 7u64;
+    for _ in 0..40 {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut bad = good.clone();
+        let at = start as usize + (s >> 33) as usize % (end - start) as usize;
+        bad[at] ^= 1 << ((s >> 20) % 8);
+        std::fs::write(&vz, &bad).unwrap();
+        let err = open_and_decompress(&vz, &back)
+            .unwrap_or_else(|| panic!("a flipped bit at {at} of the original header passed"));
+        assert!(err.contains("original header"), "{err}");
+        assert!(!back.exists());
+    }
+}
+
+#[test]
+fn manifest_entries_that_disagree_with_the_original_header_are_refused() {
+    let dir = tmpdir("manifest-lies");
+    let (vz, back) = (dir.join("s.vz"), dir.join("back"));
+    compress(&sample(), &vz);
+    let good = std::fs::read(&vz).unwrap();
+    let names = |m: &serde_json::Value| -> Vec<String> {
+        m["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut manifest = serde_json::Value::Null;
+    rewrite_manifest(&vz, |m| manifest = m.clone());
+    let all = names(&manifest);
+    let wide = all
+        .iter()
+        .position(|n| n.ends_with("intermediate.dense.weight"))
+        .unwrap();
+    let (bias, weight) = (
+        all.iter()
+            .position(|n| n.ends_with("LayerNorm.bias"))
+            .unwrap(),
+        all.iter()
+            .position(|n| n.ends_with("LayerNorm.weight"))
+            .unwrap(),
+    );
+    type Lie = Box<dyn Fn(&mut Vec<serde_json::Value>)>;
+    let lies: Vec<(&str, Lie)> = vec![
+        // same size, checksums carried along: the weights would come back swapped
+        ("swapped entries", Box::new(move |t| t.swap(bias, weight))),
+        (
+            "a dropped entry",
+            Box::new(|t| {
+                t.remove(3);
+            }),
+        ),
+        (
+            "a duplicated entry",
+            Box::new(|t| {
+                let e = t[2].clone();
+                t.insert(2, e);
+            }),
+        ),
+        (
+            "200 copies of one entry",
+            Box::new(|t| {
+                let e = t[1].clone();
+                t.extend(std::iter::repeat_n(e, 200));
+            }),
+        ),
+        ("no entries", Box::new(|t| t.clear())),
+        (
+            "a renamed entry",
+            Box::new(|t| t[0]["name"] = "Position_ids".into()),
+        ),
+        // 1536x384 read as 384x1536: the same bytes, a transposed model
+        (
+            "another shape",
+            Box::new(move |t| {
+                let shape = t[wide]["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .cloned()
+                    .collect();
+                t[wide]["shape"] = serde_json::Value::Array(shape);
+            }),
+        ),
+    ];
+    for (what, lie) in lies {
+        std::fs::write(&vz, &good).unwrap();
+        rewrite_manifest(&vz, |m| lie(m["tensors"].as_array_mut().unwrap()));
+        let err = open_and_decompress(&vz, &back).unwrap_or_else(|| panic!("{what} passed"));
+        assert!(
+            err.contains("manifest") || err.contains("original header"),
+            "{what}: {err}"
+        );
+        assert!(!back.exists(), "{what}: an output was written");
+        // the command line says so too, with exit 1 and no "ok"
+        for args in [vec!["verify", "--cpu"], vec!["decompress", "-o"]] {
+            let mut args: Vec<&str> = args;
+            if args[0] == "decompress" {
+                args.push(back.to_str().unwrap());
+            }
+            args.push(vz.to_str().unwrap());
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+                .args(&args)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{what}: {args:?}");
+            assert!(
+                !String::from_utf8_lossy(&out.stdout).contains("ok"),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_without_the_header_checksums_is_refused() {
+    // files that cannot be checked whole are not trusted
+    let dir = tmpdir("no-checksums");
+    let vz = dir.join("s.vz");
+    compress(&sample(), &vz);
+    rewrite_manifest(&vz, |m| {
+        m.as_object_mut().unwrap().remove("header_xxh3");
+    });
+    let err = Archive::open(&vz).unwrap_err().to_string();
+    assert!(err.contains("header_xxh3"), "{err}");
+}
+
+#[test]
+fn many_coded_tensors_open_and_are_found_by_name() {
+    // 20,000 tiny coded tensors (a scan of the header per manifest entry once made this
+    // quadratic: 111 s for 100K; timings stay out of tests, BENCHMARKS.md has them)
+    let dir = tmpdir("many-tensors");
+    let src = dir.join("many.safetensors");
+    let tensors: Vec<(String, Vec<u8>)> = (0..20_000)
+        .map(|i| (format!("t{i}"), weightlike(64, i as u64)))
+        .collect();
+    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, b)| (n.as_str(), "BF16", vec![64], b.clone()))
+        .collect();
+    write_safetensors(&src, &refs, None);
+    let vz = dir.join("many.vz");
+    compress(&src, &vz);
+    let archive = Archive::open(&vz).unwrap();
+    assert_eq!(archive.tensors.len(), 20_000);
+    for i in [0, 7777, 19_999] {
+        let t = archive.tensor(&format!("t{i}")).unwrap();
+        assert_eq!(archive.decode(t).unwrap(), tensors[i].1);
+    }
+}
