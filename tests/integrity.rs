@@ -203,3 +203,60 @@ fn many_coded_tensors_open_and_are_found_by_name() {
         assert_eq!(archive.decode(t).unwrap(), tensors[i].1);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn planted_links_in_the_output_folder_are_never_followed() {
+    // temporaries once had predictable names (OUT.data-PID.tmp): a link planted there made
+    // compress overwrite its target. Plant links at every name of that shape the run could use.
+    let dir = tmpdir("planted");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"must survive").unwrap();
+    let out = dir.join("out.vz");
+    let exe = env!("CARGO_BIN_EXE_vramzip");
+    let child = std::process::Command::new(exe)
+        .args([
+            "compress",
+            sample().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for tag in ["data", "vramzip"] {
+        for pid in [child.id(), std::process::id()] {
+            let link = dir.join(format!("out.vz.{tag}-{pid}.tmp"));
+            let _ = std::os::unix::fs::symlink(&victim, link);
+        }
+    }
+    let status = child.wait_with_output().unwrap().status;
+    assert!(status.success());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"must survive");
+    Archive::open(&out).unwrap();
+    // and nothing of the run is left beside the output
+    let names: Vec<String> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".out.vz"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn a_failed_decompress_leaves_nothing_behind_and_names_the_output() {
+    let dir = tmpdir("failed-decompress");
+    let (vz, back) = (dir.join("s.vz"), dir.join("back.safetensors"));
+    compress(&sample(), &vz);
+    let mut bytes = std::fs::read(&vz).unwrap();
+    let (start, end) = Archive::open(&vz)
+        .unwrap()
+        .range("encoder.layer.0.output.dense.weight")
+        .unwrap();
+    bytes[((start + end) / 2) as usize] ^= 0x40;
+    std::fs::write(&vz, &bytes).unwrap();
+    let err = open_and_decompress(&vz, &back).expect("a corrupt tensor is an error");
+    assert!(err.contains("output.dense.weight"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&*dir).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the input remains");
+}

@@ -172,3 +172,70 @@ fn a_tensor_over_4_gib_round_trips() {
     assert_eq!(bytes.len() as u64, 2 * n);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C (SIGINT) and SIGTERM in the middle of `compress` or `decompress`: the temporaries go
+/// with the process; the folder holds the inputs and, at most, complete outputs.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_leaves_no_temporary_files() {
+    let dir = tmpdir("interrupt");
+    let src = dir.join("big.safetensors");
+    let tensors: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("w{i}"), weightlike(2_000_000, 40 + i)))
+        .collect();
+    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, b)| (n.as_str(), "BF16", vec![b.len() as u64 / 2], b.clone()))
+        .collect();
+    write_safetensors(&src, &refs, None);
+    let packed = dir.join("packed.vz");
+    format::compress_file(&src, &packed, &CompressOptions::default(), &|_| {}).unwrap();
+    let exe = env!("CARGO_BIN_EXE_vramzip");
+    let (vz, back) = (dir.join("out.vz"), dir.join("back.safetensors"));
+    let mut interrupted = 0;
+    for (signal, delay_ms) in [("INT", 30u64), ("TERM", 80), ("INT", 150), ("TERM", 300)] {
+        for args in [
+            vec![
+                "compress",
+                "--force",
+                src.to_str().unwrap(),
+                "-o",
+                vz.to_str().unwrap(),
+            ],
+            vec![
+                "decompress",
+                "--force",
+                packed.to_str().unwrap(),
+                "-o",
+                back.to_str().unwrap(),
+            ],
+        ] {
+            let mut child = std::process::Command::new(exe)
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let _ = std::process::Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()])
+                .status();
+            let status = child.wait().unwrap();
+            // 130: the handler ran in the middle of the work
+            interrupted += (status.code() == Some(130)) as usize;
+            let left: Vec<String> = std::fs::read_dir(&*dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tmp"))
+                .collect();
+            assert!(
+                left.is_empty(),
+                "{args:?} after SIG{signal} ({status}): {left:?}"
+            );
+        }
+    }
+    assert!(
+        interrupted > 0,
+        "no run was caught in the middle: the test proved nothing"
+    );
+}

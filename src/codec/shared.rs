@@ -6,7 +6,6 @@ use super::{
 };
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"VZCB";
@@ -145,21 +144,6 @@ impl Codebooks {
             return Err("codebook file has trailing bytes".into());
         }
         Ok(Codebooks { books })
-    }
-
-    /// Writes the file (atomically).
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.to_bytes()).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    }
-
-    /// Reads and checks a file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Codebooks::from_bytes(&bytes).map_err(|r| Error::invalid(path, r))
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) use plain::read_exact_at;
 pub use plain::{Header, HeaderTensor, SafetensorsFile, dtype_size, parse_header, read_header};
 
 pub use read::{Archive, Form, PartRanges, TensorEntry};
+pub use write::remove_temporaries;
 pub use write::{CompressOptions, CompressStats, TensorStats, compress_file, tensor_stats};
 
 use crate::error::Result;
@@ -108,6 +109,29 @@ pub fn add_to_histograms(
         }
     }
     Ok(())
+}
+
+/// Writes a codebook file (see [`crate::codec::shared::Codebooks::to_bytes`]) atomically,
+/// through a temporary file beside it.
+pub fn save_codebooks(
+    books: &crate::codec::shared::Codebooks,
+    path: impl AsRef<std::path::Path>,
+) -> Result<()> {
+    use std::io::Write;
+    let path = path.as_ref();
+    let (tmp, mut file) = write::TempPath::beside(path, "codebook")?;
+    file.write_all(&books.to_bytes())
+        .map_err(|e| crate::Error::io(path, e))?;
+    tmp.persist(file, path)
+}
+
+/// Reads and checks a codebook file.
+pub fn load_codebooks(
+    path: impl AsRef<std::path::Path>,
+) -> Result<crate::codec::shared::Codebooks> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
+    crate::codec::shared::Codebooks::from_bytes(&bytes).map_err(|r| crate::Error::invalid(path, r))
 }
 
 /// The checksum used throughout.

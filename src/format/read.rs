@@ -448,7 +448,8 @@ impl Archive {
         for t in &self.tensors {
             let bytes = self.decode(t)?;
             whole.update(&bytes);
-            w.write_all(&bytes).map_err(|e| Error::io(&tmp.0, e))?;
+            w.write_all(&bytes)
+                .map_err(|e| Error::io(tmp.output(), e))?;
             done += bytes.len() as u64;
             progress(done);
         }
@@ -461,7 +462,7 @@ impl Archive {
         }
         let file = w
             .into_inner()
-            .map_err(|e| Error::io(&tmp.0, e.into_error()))?;
+            .map_err(|e| Error::io(tmp.output(), e.into_error()))?;
         tmp.persist(file, output)
     }
 }

@@ -163,37 +163,97 @@ impl Out {
 /// Starts writing a safetensors file under a temporary name beside `output`: its header length
 /// and header. The caller writes the data, then [`TempPath::persist`]s it.
 pub(crate) fn start_file(output: &Path, head: &[u8]) -> Result<(TempPath, BufWriter<File>)> {
-    let tmp = TempPath::beside(output, "vramzip");
-    let file = File::create(&tmp.0).map_err(|e| Error::io(&tmp.0, e))?;
+    let (tmp, file) = TempPath::beside(output, "vramzip")?;
     let mut w = BufWriter::new(file);
     w.write_all(&(head.len() as u64).to_le_bytes())
-        .map_err(|e| Error::io(&tmp.0, e))?;
-    w.write_all(head).map_err(|e| Error::io(&tmp.0, e))?;
+        .map_err(|e| Error::io(output, e))?;
+    w.write_all(head).map_err(|e| Error::io(output, e))?;
     Ok((tmp, w))
 }
 
-/// A temporary path beside `path`, removed on drop unless it was renamed into place.
-pub(crate) struct TempPath(pub PathBuf);
+/// Temporary files and folders alive in this process, for [`remove_temporaries`].
+static TEMPORARIES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes every temporary file or folder vramzip is writing in this process: for a program's
+/// Ctrl-C or termination handler, which ends the process without running destructors.
+pub fn remove_temporaries() {
+    for p in temporaries().drain(..) {
+        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+    }
+}
+
+pub(crate) fn register_temporary(path: &Path) {
+    temporaries().push(path.to_path_buf());
+}
+
+pub(crate) fn forget_temporary(path: &Path) {
+    temporaries().retain(|p| p != path);
+}
+
+/// A temporary file beside an output: a name no one can predict, created exclusively, so a file
+/// or link planted there is never followed or overwritten; removed on drop (every error path) and
+/// by [`remove_temporaries`], unless renamed into place. Errors name the output, not it.
+pub(crate) struct TempPath {
+    tmp: Option<tempfile::TempPath>,
+    output: PathBuf,
+}
 
 impl TempPath {
-    pub(crate) fn beside(path: &Path, tag: &str) -> Self {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".{tag}-{}.tmp", std::process::id()));
-        TempPath(path.with_file_name(name))
+    pub(crate) fn beside(output: &Path, tag: &str) -> Result<(Self, File)> {
+        let dir = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = output.file_name().unwrap_or_default().to_string_lossy();
+        let (file, tmp) = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(&format!(".{tag}.tmp"))
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(output, e))?
+            .into_parts();
+        register_temporary(&tmp);
+        Ok((
+            TempPath {
+                tmp: Some(tmp),
+                output: output.to_path_buf(),
+            },
+            file,
+        ))
+    }
+    /// Where it is.
+    pub(crate) fn path(&self) -> &Path {
+        self.tmp.as_deref().unwrap_or(Path::new(""))
+    }
+    /// The output it stands for, for errors.
+    pub(crate) fn output(&self) -> &Path {
+        &self.output
     }
     /// fsyncs and renames into place: the final name holds either the old file or the whole new one.
-    pub(crate) fn persist(self, file: File, to: &Path) -> Result<()> {
-        file.sync_all().map_err(|e| Error::io(&self.0, e))?;
+    pub(crate) fn persist(mut self, file: File, to: &Path) -> Result<()> {
+        file.sync_all().map_err(|e| Error::io(to, e))?;
         drop(file);
-        std::fs::rename(&self.0, to).map_err(|e| Error::io(to, e))?;
-        std::mem::forget(self);
+        if let Some(tmp) = self.tmp.take() {
+            let at = tmp.to_path_buf();
+            forget_temporary(&at);
+            if let Err(e) = tmp.persist(to) {
+                // the rename failed: the temporary goes (its drop), the error names the output
+                drop(e.path);
+                return Err(Error::io(to, e.error));
+            }
+        }
         Ok(())
     }
 }
 
 impl Drop for TempPath {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Some(tmp) = self.tmp.take() {
+            forget_temporary(&tmp);
+        }
     }
 }
 
@@ -257,13 +317,12 @@ pub fn compress_file(
             "already a vramzip file (its __metadata__ has 'vramzip')",
         ));
     }
-    let data_tmp = TempPath::beside(output, "data");
-    let data_file = File::create(&data_tmp.0).map_err(|e| Error::io(&data_tmp.0, e))?;
+    let (data_tmp, data_file) = TempPath::beside(output, "data")?;
     let mut out = Out {
         entries: Vec::new(),
         data: BufWriter::new(data_file),
         pos: 0,
-        path: data_tmp.0.clone(),
+        path: output.to_path_buf(),
     };
     out.put_u8(HEADER_TENSOR.to_string(), &header.raw)?;
     let mut manifest = Manifest {
@@ -370,7 +429,7 @@ pub fn compress_file(
     let data_file = out
         .data
         .into_inner()
-        .map_err(|e| Error::io(&data_tmp.0, e.into_error()))?;
+        .map_err(|e| Error::io(output, e.into_error()))?;
     drop(data_file);
 
     let mut meta = header.metadata.clone().unwrap_or_default();
@@ -399,11 +458,11 @@ pub fn compress_file(
     head.resize(head.len().next_multiple_of(8), b' ');
 
     let (tmp, mut w) = start_file(output, &head)?;
-    let mut data = File::open(&data_tmp.0).map_err(|e| Error::io(&data_tmp.0, e))?;
-    std::io::copy(&mut data, &mut w).map_err(|e| Error::io(&tmp.0, e))?;
+    let mut data = File::open(data_tmp.path()).map_err(|e| Error::io(output, e))?;
+    std::io::copy(&mut data, &mut w).map_err(|e| Error::io(output, e))?;
     let final_file = w
         .into_inner()
-        .map_err(|e| Error::io(&tmp.0, e.into_error()))?;
+        .map_err(|e| Error::io(output, e.into_error()))?;
     tmp.persist(final_file, output)?;
     stats.input_bytes = header.data_start + header.tensors.last().map_or(0, |t| t.end);
     stats.header_bytes = 8 + head.len() as u64 + header.raw.len() as u64;

@@ -24,7 +24,7 @@ pub fn compress(
         .map(|s| SafetensorsFile::open(s).map(|f| f.data_bytes()))
         .sum::<Result<u64>>()?;
     let codebooks = match (codebook, shared_codebook) {
-        (Some(path), _) => Some(Codebooks::load(&path)?),
+        (Some(path), _) => Some(format::load_codebooks(&path)?),
         (None, true) => Some(build_codebooks(&shards)?),
         (None, false) => None,
     };
@@ -79,9 +79,10 @@ pub fn decompress(input: &Path, output: &Path, force: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn codebook_build(inputs: &[PathBuf], output: &Path) -> Result<ExitCode> {
+pub fn codebook_build(inputs: &[PathBuf], output: &Path, force: bool) -> Result<ExitCode> {
+    refuse_existing(output, force)?;
     let books = build_codebooks(&safetensors_files(inputs)?)?;
-    books.save(output)?;
+    format::save_codebooks(&books, output)?;
     for (dtype, book) in &books.books {
         println!(
             "{dtype}: {}-bit symbols, {} codes",

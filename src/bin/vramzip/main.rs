@@ -117,12 +117,22 @@ enum CodebookCmd {
         /// The codebook file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Overwrite OUT if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // Ctrl-C or a termination signal ends the process without running destructors: remove the
+    // temporaries first, so an interrupted run leaves nothing behind
+    let _ = ctrlc::set_handler(|| {
+        vramzip::format::remove_temporaries();
+        eprintln!("interrupted; temporary files removed");
+        std::process::exit(130);
+    });
     if let Some(n) = cli.threads {
         // more threads than cores only adds contention
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -178,9 +188,11 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
         } => compress::decompress(&input, &output, force),
         Cmd::Inspect { file, json } => inspect::inspect(&file, json),
         Cmd::Verify { file, cpu } => verify::verify(&file, cpu, &gpu_opts),
-        Cmd::Codebook(CodebookCmd::Build { inputs, output }) => {
-            compress::codebook_build(&inputs, &output)
-        }
+        Cmd::Codebook(CodebookCmd::Build {
+            inputs,
+            output,
+            force,
+        }) => compress::codebook_build(&inputs, &output, force),
         Cmd::Adapters => {
             let list = gpu::list_adapters(gpu_opts.backend.as_deref())?;
             if list.is_empty() {
