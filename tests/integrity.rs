@@ -260,3 +260,197 @@ fn a_failed_decompress_leaves_nothing_behind_and_names_the_output() {
     let left: Vec<_> = std::fs::read_dir(&*dir).unwrap().collect();
     assert_eq!(left.len(), 1, "only the input remains");
 }
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A small sharded model: two shards, an index, a config.
+fn sharded_model(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_safetensors(
+        &dir.join("model-00001-of-00002.safetensors"),
+        &[("a", "BF16", vec![5000], weightlike(5000, 1))],
+        None,
+    );
+    write_safetensors(
+        &dir.join("model-00002-of-00002.safetensors"),
+        &[("b", "BF16", vec![7000], weightlike(7000, 2))],
+        None,
+    );
+    let index = r#"{"metadata": {"total_size": 24000}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
+    std::fs::write(dir.join("model.safetensors.index.json"), index).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+}
+
+/// Every file below `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(tree(&p).into_iter().map(|f| format!("{name}/{f}")));
+        } else {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_directory_output_appears_only_when_complete() {
+    let dir = tmpdir("dir-atomic");
+    let (src, out) = (dir.join("model"), dir.join("packed"));
+    sharded_model(&src);
+    // a second shard that opens but is refused (vramzip's own prefix): the run fails half way,
+    // after the first shard is written
+    write_safetensors(
+        &src.join("model-00002-of-00002.safetensors"),
+        &[("__vramzip__.b", "BF16", vec![7000], weightlike(7000, 2))],
+        None,
+    );
+    let run = cli(&[
+        "compress",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("own prefix"));
+    assert!(!out.exists(), "a partial directory under the final name");
+    assert_eq!(
+        tree(&dir)
+            .iter()
+            .filter(|f| !f.starts_with("model/"))
+            .count(),
+        0
+    );
+    // with --force, a finished output replaces the old one whole: no stale file survives
+    sharded_model(&src);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("stale.tmp"), b"from an old run").unwrap();
+    let run = cli(&[
+        "compress",
+        "--force",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!out.join("stale.tmp").exists());
+    assert!(out.join("model-00002-of-00002.safetensors").exists());
+}
+
+#[test]
+fn an_output_inside_the_input_is_refused() {
+    let dir = tmpdir("dir-nested");
+    let src = dir.join("model");
+    sharded_model(&src);
+    let before = tree(&src);
+    for (input, output) in [(src.clone(), src.join("out")), (src.join("."), src.clone())] {
+        let run = cli(&[
+            "compress",
+            "--force",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ]);
+        assert_eq!(run.status.code(), Some(1), "{output:?}");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("nested"));
+    }
+    assert_eq!(tree(&src), before, "the input was touched");
+}
+
+#[cfg(unix)]
+#[test]
+fn links_to_directories_are_not_followed_and_fifos_do_not_hang() {
+    let dir = tmpdir("dir-links");
+    let (src, out) = (dir.join("model"), dir.join("packed"));
+    sharded_model(&src);
+    // a loop (once: 41 nested copies), and a FIFO (once: compress hung on it)
+    std::os::unix::fs::symlink(".", src.join("loop")).unwrap();
+    let fifo = src.join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // a link to a file is read through, as model caches link shards to their blob store
+    let blob = dir.join("blob.json");
+    std::fs::write(&blob, "linked").unwrap();
+    std::os::unix::fs::symlink(&blob, src.join("tokenizer.json")).unwrap();
+    let run = cli(&[
+        "compress",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        tree(&out),
+        [
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "tokenizer.json"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.json")).unwrap(),
+        b"linked"
+    );
+    // a FIFO named as the input is refused at once
+    let run = cli(&[
+        "compress",
+        fifo.to_str().unwrap(),
+        "-o",
+        dir.join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not a regular file"));
+}
+
+#[test]
+fn weight_map_paths_outside_the_model_are_refused() {
+    let dir = tmpdir("dir-weight-map");
+    std::fs::create_dir_all(dir.join("outside")).unwrap();
+    write_safetensors(
+        &dir.join("outside/x.safetensors"),
+        &[("x", "BF16", vec![100], weightlike(100, 5))],
+        None,
+    );
+    for shard in ["../outside/x.safetensors", "/etc/passwd", ""] {
+        let src = dir.join("model");
+        let _ = std::fs::remove_dir_all(&src);
+        sharded_model(&src);
+        let index = serde_json::json!({"weight_map": {"a": "model-00001-of-00002.safetensors", "x": shard}});
+        std::fs::write(src.join("model.safetensors.index.json"), index.to_string()).unwrap();
+        let out = dir.join("packed");
+        let run = cli(&[
+            "compress",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(run.status.code(), Some(1), "{shard}");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains("not a file inside"), "{shard}: {err}");
+        assert!(!out.exists());
+    }
+}

@@ -9,6 +9,16 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// Opens a regular file for reading; anything else (a FIFO would block, a device never ends) is
+/// refused before it is opened.
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::invalid(path, "not a regular file"));
+    }
+    File::open(path).map_err(|e| Error::io(path, e))
+}
+
 /// Fills `buf` from `offset` of `file` without moving a shared cursor, so that threads can read
 /// one file at once.
 pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
@@ -194,7 +204,7 @@ impl SafetensorsFile {
     /// Opens `path` and reads its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = open_regular(path)?;
         let header = read_header(&file, path)?;
         Ok(SafetensorsFile {
             path: path.to_path_buf(),

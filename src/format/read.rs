@@ -85,7 +85,7 @@ impl Archive {
     /// Opens a compressed file, reading and checking only its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = super::plain::open_regular(path)?;
         let header = read_header(&file, path)?;
         let text = header
             .metadata

@@ -323,9 +323,15 @@ pub fn safetensors_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             entries.sort();
+            // within a directory: real subdirectories (a link to one can loop) and .safetensors
+            // files, links to files included
             let nested: Vec<PathBuf> = entries
                 .into_iter()
-                .filter(|e| e.is_dir() || e.extension().is_some_and(|x| x == "safetensors"))
+                .filter(|e| {
+                    let real_dir = std::fs::symlink_metadata(e).is_ok_and(|m| m.is_dir());
+                    let file = std::fs::metadata(e).is_ok_and(|m| m.is_file());
+                    real_dir || (file && e.extension().is_some_and(|x| x == "safetensors"))
+                })
                 .collect();
             out.extend(safetensors_files(&nested)?);
         } else {
