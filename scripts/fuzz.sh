@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-120}
-for t in container decoder codebook round_trip; do
+for t in container decoder codebook round_trip manifest; do
     mkdir -p corpus/$t
     RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$t" corpus/$t -- -max_total_time="$secs" -max_len=65536 2>&1 | tail -n 3
 done

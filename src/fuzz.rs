@@ -48,7 +48,8 @@ pub fn decoder(data: &[u8]) {
         return;
     }
     let width = [8, 16, 32][data[0] as usize % 3];
-    let sym_bits = 1 + data[1] as u32 % width.min(12);
+    let widths = codec::sym_bits_candidates(width);
+    let sym_bits = widths.start() + data[1] as u32 % (widths.end() - widths.start() + 1);
     let chunk_groups = 1 + data[2] as usize % 8;
     let n = u32::from_le_bytes([data[3], data[4], data[5], 0]) as u64 % 5000;
     let Ok(layout) = Layout::new(n, width, sym_bits, chunk_groups) else {
@@ -104,4 +105,190 @@ pub fn round_trip(data: &[u8]) {
             .as_slice(),
         bytes
     );
+}
+
+/// A small real-shaped model (coded bf16 and f32 tensors, a stored one) and its compressed form,
+/// made once per process: what [`manifest`] lies about.
+fn manifest_base() -> Option<&'static (Vec<u8>, Vec<u8>)> {
+    static BASE: std::sync::OnceLock<Option<(Vec<u8>, Vec<u8>)>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix("vramzip-fuzz-")
+            .tempdir()
+            .ok()?;
+        let (src, vz) = (tmp.path().join("m.safetensors"), tmp.path().join("m.vz"));
+        let mut s = 5u64;
+        let mut bf16 = |n: usize| -> Vec<u8> {
+            (0..n)
+                .flat_map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    // weights near 1e-2: exponents clustered as in trained models
+                    let top = 0x3c00 | ((s >> 40) as u16 & 0x0fff) ^ (((s >> 60) as u16) << 15);
+                    top.to_le_bytes()
+                })
+                .collect()
+        };
+        let tensors: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = vec![
+            ("a.weight", "BF16", vec![64, 96], bf16(64 * 96)),
+            ("a.bias", "BF16", vec![96], bf16(96)),
+            ("b.weight", "BF16", vec![96, 64], bf16(96 * 64)),
+            (
+                "ids",
+                "I64",
+                vec![16],
+                (0..16u64).flat_map(|i| i.to_le_bytes()).collect(),
+            ),
+        ];
+        let mut header = serde_json::Map::new();
+        let mut offset = 0;
+        for (name, dtype, shape, bytes) in &tensors {
+            let end = offset + bytes.len();
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+        }
+        header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+        let mut text = serde_json::to_vec(&header).ok()?;
+        text.resize(text.len().next_multiple_of(8), b' ');
+        let mut file = (text.len() as u64).to_le_bytes().to_vec();
+        file.extend(text);
+        tensors.iter().for_each(|t| file.extend(&t.3));
+        std::fs::write(&src, &file).ok()?;
+        let opts = CompressOptions::default().with_chunk_groups(4);
+        format::compress_file(&src, &vz, &opts, &|_| {}).ok()?;
+        Some((file, std::fs::read(&vz).ok()?))
+    })
+    .as_ref()
+}
+
+/// Lies in a compressed file's manifest and stored original header, with the header's checksum
+/// recomputed so that they reach the checks behind it: entries swapped, dropped, duplicated or
+/// changed field by field, bytes of the original header changed. Opening and decompressing must
+/// fail cleanly, or give back exactly the original file.
+pub fn manifest(data: &[u8]) {
+    if let (Some(Ok(back)), Some((original, _))) = (lie(data), manifest_base()) {
+        assert_eq!(
+            &back, original,
+            "a lie in the manifest or the original header came back as a different file"
+        );
+    }
+}
+
+/// Tells the lie `data` describes: `None` if it describes none, else what opening and
+/// decompressing gave (the output's bytes, or the error).
+fn lie(data: &[u8]) -> Option<std::result::Result<Vec<u8>, String>> {
+    let (_, packed) = manifest_base()?;
+    if data.len() < 4 {
+        return None;
+    }
+    let n = u64::from_le_bytes(packed[..8].try_into().unwrap_or_default()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&packed[8..8 + n]).ok()?;
+    let mut body = packed[8 + n..].to_vec();
+    let text = header["__metadata__"][format::MANIFEST_KEY].as_str()?;
+    let mut m: serde_json::Value = serde_json::from_str(text).ok()?;
+    let entries = m["tensors"].as_array().map_or(0, |t| t.len());
+    let pick = |k: usize| data.get(k).copied().unwrap_or(0) as usize;
+    let (i, j) = (pick(1) % entries, pick(2) % entries);
+    match data[0] % 6 {
+        0 => {
+            if let Some(t) = m["tensors"].as_array_mut() {
+                t.swap(i, j);
+            }
+        }
+        1 => {
+            if let Some(t) = m["tensors"].as_array_mut() {
+                t.remove(i);
+            }
+        }
+        2 => {
+            if let Some(t) = m["tensors"].as_array_mut() {
+                let e = t[i].clone();
+                t.insert(j, e);
+            }
+        }
+        3 => {
+            // one field of one entry, to a value made from the input
+            let fields = [
+                "name",
+                "dtype",
+                "shape",
+                "bytes",
+                "xxh3",
+                "sym_bits",
+                "chunk_groups",
+                "stream_bytes",
+                "coding",
+            ];
+            let field = fields[pick(2) % fields.len()];
+            let rest = data.get(3..).unwrap_or_default();
+            let value: serde_json::Value = serde_json::from_slice(rest)
+                .unwrap_or_else(|_| String::from_utf8_lossy(rest).into_owned().into());
+            m["tensors"][i][field] = value;
+        }
+        _ => {
+            // bytes of the stored original header, xored with the input
+            if let Some((s, e)) = header
+                .get(format::HEADER_TENSOR)
+                .and_then(|h| h["data_offsets"].as_array())
+                .and_then(|o| Some((o.first()?.as_u64()? as usize, o.get(1)?.as_u64()? as usize)))
+                .filter(|&(s, e)| s < e && e <= body.len())
+            {
+                for (k, &x) in data[1..].iter().enumerate() {
+                    let at = s + (pick(1) * 31 + k * 7) % (e - s);
+                    body[at] ^= x;
+                }
+            }
+        }
+    }
+    // the stored header's checksum made to fit whatever it holds now
+    if let Some((s, e)) = header
+        .get(format::HEADER_TENSOR)
+        .and_then(|h| h["data_offsets"].as_array())
+        .and_then(|o| Some((o.first()?.as_u64()? as usize, o.get(1)?.as_u64()? as usize)))
+        .filter(|&(s, e)| s <= e && e <= body.len())
+    {
+        m["header_xxh3"] = format!("{:016x}", format::checksum(&body[s..e])).into();
+    }
+    header["__metadata__"][format::MANIFEST_KEY] = m.to_string().into();
+    let mut text = serde_json::to_vec(&header).ok()?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut file = (text.len() as u64).to_le_bytes().to_vec();
+    file.extend(text);
+    file.extend(body);
+    let tmp = tempfile::Builder::new()
+        .prefix("vramzip-fuzz-")
+        .tempdir()
+        .ok()?;
+    let (vz, back) = (tmp.path().join("lie.vz"), tmp.path().join("back"));
+    std::fs::write(&vz, &file).ok()?;
+    let told = Archive::open(&vz).and_then(|a| a.decompress_to(&back, &|_| {}));
+    Some(match told {
+        Ok(()) => std::fs::read(&back).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_target_has_a_file_to_lie_about_and_its_lies_are_refused() {
+        let (original, _) = manifest_base().expect("the base model compresses");
+        // no lie (an entry swapped with itself): the original comes back
+        assert_eq!(lie(&[0, 1, 1, 0]), Some(Ok(original.clone())));
+        // a swap, a drop, a renamed entry, a changed original header: refused before writing
+        for told in [
+            &[0u8, 0, 1, 0][..],
+            &[1, 2, 0, 0],
+            &[3, 0, 0, b'1'],
+            &[4, 3, 0x20, 0x01],
+        ] {
+            let outcome = lie(told).expect("a lie");
+            assert!(outcome.is_err(), "{told:?} came back: {outcome:?}");
+        }
+    }
 }

@@ -53,3 +53,8 @@ fn codebook_corpus() {
 fn round_trip_corpus() {
     run("round_trip", vramzip::fuzz::round_trip);
 }
+
+#[test]
+fn manifest_corpus() {
+    run("manifest", vramzip::fuzz::manifest);
+}

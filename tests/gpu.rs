@@ -380,3 +380,65 @@ fn coded_tensors_in_memory_upload_and_decode_without_a_file() {
         archive.decode(from_file).unwrap()
     );
 }
+
+#[test]
+fn a_stored_tensor_larger_than_a_binding_splits_too() {
+    // once: a stored tensor over the binding limit verified as "differs" on the GPU
+    let dir = tmpdir("gpu-stored-split");
+    let src = dir.join("ints.safetensors");
+    let ids: Vec<u8> = (0..40_000u64)
+        .flat_map(|i| (i * 2_654_435_761).to_le_bytes())
+        .collect();
+    write_safetensors(&src, &[("ids", "I64", vec![40_000], ids)], None);
+    let (_vz, archive) = compressed("gpu-stored-split-vz", &src, 64);
+    assert!(
+        archive.tensors[0].layout().is_none(),
+        "I64 is stored verbatim"
+    );
+    let small = GpuContext::new(&GpuOptions::default().with_max_binding_bytes(64 << 10)).unwrap();
+    // 320 KB over 64 KiB bindings: five groups or more, each checked against the CPU's bytes
+    assert!(check_all(&small, &archive) >= 5);
+    assert_eq!(
+        small.decode_tensor(&archive, &archive.tensors[0]).unwrap(),
+        archive.decode(&archive.tensors[0]).unwrap()
+    );
+}
+
+#[test]
+fn the_gpu_refuses_what_the_cpu_refuses() {
+    // one validation before either decoder: a code table for other symbols, or one that codes
+    // nothing, is refused by both (once the GPU decoded such tables into wrong words)
+    let (dir, archive) = compressed("gpu-agree", &sample(), 64);
+    let name = "encoder.layer.0.output.dense.weight";
+    let table = archive.tensor(name).unwrap().parts().unwrap().table;
+    let good = std::fs::read(dir.join("x.vz")).unwrap();
+    let (start, end) = (table.0 as usize, table.1 as usize);
+    type Corrupt = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Corrupt)> = vec![
+        (
+            "a table for 1-bit-narrower symbols",
+            Box::new(move |b| b[start + 1] -= 1),
+        ),
+        (
+            "a table that codes nothing",
+            Box::new(move |b| b[start + 6..end].fill(0)),
+        ),
+    ];
+    for (what, corrupt) in cases {
+        let mut bytes = good.clone();
+        corrupt(&mut bytes);
+        let vz = dir.join("bad.vz");
+        std::fs::write(&vz, &bytes).unwrap();
+        let bad = Archive::open(&vz).unwrap();
+        let t = bad.tensor(name).unwrap();
+        let cpu = bad.decode(t).map(|_| ()).map_err(|e| e.to_string());
+        let gpu = ctx()
+            .decode_tensor(&bad, t)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            cpu.is_err() && gpu.is_err(),
+            "{what}: cpu {cpu:?}, gpu {gpu:?}"
+        );
+    }
+}

@@ -73,8 +73,10 @@ pub struct Layout {
 impl Layout {
     /// Checks the parameters (they may come from a file).
     pub fn new(n: u64, width: u32, sym_bits: u32, chunk_groups: usize) -> Result<Self> {
+        // only the symbol widths the encoder writes: the GPU decoders take no others (an f32 with
+        // 7 coded bits would leave 25 raw bits, more than they read at once)
         let ok = matches!(width, 8 | 16 | 32)
-            && (1..=huffman::MAX_SYM_BITS.min(width)).contains(&sym_bits)
+            && sym_bits_candidates(width).contains(&sym_bits)
             && (1..=MAX_CHUNK_GROUPS).contains(&chunk_groups);
         if !ok {
             return Err(Error::InvalidArgument(format!(
@@ -534,13 +536,46 @@ pub fn block_starts(chunk_bits: &[u8]) -> Vec<u64> {
 }
 
 /// Checks that the parts have the sizes the layout implies, before anything is decoded.
-pub fn check_parts(layout: &Layout, enc: &Encoded, tensor: &str) -> Result<()> {
-    if enc.chunk_bits.len() as u64 != 2 * layout.chunks() {
+pub fn check_parts(layout: &Layout, enc: &Encoded, book: &Codebook, tensor: &str) -> Result<()> {
+    let (stream, raw) = (enc.stream.len() as u64, enc.raw.len() as u64);
+    validate(layout, book, &enc.chunk_bits, stream, raw, tensor)
+}
+
+/// The one validation of a coded tensor before it is decoded, by the CPU decoder and the GPU
+/// upload alike, so that neither takes what the other refuses: its layout, its code table (for
+/// its symbol width, coding something), its chunk index against its stream (`stream_bytes`) and
+/// the raw plane's size.
+pub fn validate(
+    layout: &Layout,
+    book: &Codebook,
+    chunk_bits: &[u8],
+    stream_bytes: u64,
+    raw_bytes: u64,
+    tensor: &str,
+) -> Result<()> {
+    // a layout made other than by Layout::new
+    let checked = Layout::new(layout.n, layout.width, layout.sym_bits, layout.chunk_groups);
+    if checked.ok() != Some(*layout) {
+        return Err(Error::corrupt(tensor, format!("layout {layout:?}")));
+    }
+    if book.sym_bits != layout.sym_bits {
+        return Err(Error::corrupt(
+            tensor,
+            format!(
+                "its code table is for {}-bit symbols, the tensor has {}-bit symbols",
+                book.sym_bits, layout.sym_bits
+            ),
+        ));
+    }
+    if layout.n > 0 && book.lens.iter().all(|&l| l == 0) {
+        return Err(Error::corrupt(tensor, "its code table codes no symbol"));
+    }
+    if chunk_bits.len() as u64 != 2 * layout.chunks() {
         return Err(Error::corrupt(
             tensor,
             format!(
                 "chunk index has {} bytes, layout needs {}",
-                enc.chunk_bits.len(),
+                chunk_bits.len(),
                 2 * layout.chunks()
             ),
         ));
@@ -549,8 +584,7 @@ pub fn check_parts(layout: &Layout, enc: &Encoded, tensor: &str) -> Result<()> {
     let max_bits = (layout.chunk_groups as u64)
         * layout.elems_per_group()
         * (huffman::MAX_CODE_LEN + layout.sym_bits) as u64;
-    if enc
-        .chunk_bits
+    if chunk_bits
         .chunks(2)
         .any(|c| u16::from_le_bytes([c[0], c[1]]) as u64 > max_bits)
     {
@@ -559,23 +593,21 @@ pub fn check_parts(layout: &Layout, enc: &Encoded, tensor: &str) -> Result<()> {
             "a chunk is longer than its symbols can be",
         ));
     }
-    let words = block_starts(&enc.chunk_bits).last().copied().unwrap_or(0);
-    if enc.stream.len() as u64 != 4 * words {
+    let words = block_starts(chunk_bits).last().copied().unwrap_or(0);
+    if stream_bytes != 4 * words {
         return Err(Error::corrupt(
             tensor,
             format!(
-                "stream has {} bytes, chunk index says {}",
-                enc.stream.len(),
+                "stream has {stream_bytes} bytes, chunk index says {}",
                 4 * words
             ),
         ));
     }
-    if enc.raw.len() as u64 != layout.raw_bytes() {
+    if raw_bytes != layout.raw_bytes() {
         return Err(Error::corrupt(
             tensor,
             format!(
-                "raw plane has {} bytes, layout needs {}",
-                enc.raw.len(),
+                "raw plane has {raw_bytes} bytes, layout needs {}",
                 layout.raw_bytes()
             ),
         ));
@@ -592,7 +624,7 @@ pub fn decode(
     out: &mut [u8],
     tensor: &str,
 ) -> Result<()> {
-    check_parts(layout, enc, tensor)?;
+    check_parts(layout, enc, book, tensor)?;
     if out.len() as u64 != layout.decoded_bytes() {
         return Err(Error::OutputTooSmall {
             expected: layout.decoded_bytes() as usize,

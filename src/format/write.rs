@@ -1,8 +1,8 @@
 //! Writing a compressed file.
 
 use super::{
-    Coding, FORMAT_MARKER, FORMAT_VERSION, FileChecksum, HEADER_TENSOR, MANIFEST_KEY, Manifest,
-    ManifestTensor, SafetensorsFile, checksum, hex,
+    Coding, FORMAT_MARKER, FORMAT_VERSION, FileChecksum, HEADER_TENSOR, MANIFEST_KEY,
+    MAX_HEADER_BYTES, Manifest, ManifestTensor, SafetensorsFile, checksum, hex,
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
@@ -456,6 +456,18 @@ pub fn compress_file(
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     // safetensors pads the header with spaces so the data section starts 8-byte aligned
     head.resize(head.len().next_multiple_of(8), b' ');
+    // what compress writes, open reads: a header over the reader's limit is refused here, not
+    // discovered at decompression
+    if head.len() as u64 > MAX_HEADER_BYTES {
+        return Err(Error::TooLarge {
+            what: format!(
+                "the header of {} (tensor entries and manifest)",
+                output.display()
+            ),
+            size: head.len() as u64,
+            limit: MAX_HEADER_BYTES,
+        });
+    }
 
     let (tmp, mut w) = start_file(output, &head)?;
     let mut data = File::open(data_tmp.path()).map_err(|e| Error::io(output, e))?;

@@ -143,13 +143,6 @@ impl Source<'_> {
             Source::Coded(_, c) => Some(c.layout),
         }
     }
-    /// Bytes of the original tensor.
-    fn bytes(&self) -> u64 {
-        match self {
-            Source::Archive(_, t) => t.meta.bytes,
-            Source::Coded(_, c) => c.layout.decoded_bytes(),
-        }
-    }
     /// A stored tensor's bytes.
     fn stored(&self) -> Result<Vec<u8>> {
         match self {
@@ -314,46 +307,56 @@ impl GpuContext {
         for t in tensors {
             let name = &t.name().to_string();
             let Some(layout) = &t.layout() else {
-                let bytes = padded(t.bytes());
-                if !b.fits(limit, 0, 0, bytes, bytes) {
-                    groups.push(self.finish(std::mem::replace(
-                        &mut b,
-                        Builder::with_capacity(stream_cap, raw_cap),
-                    ))?);
-                    if !b.fits(limit, 0, 0, bytes, bytes) {
-                        return Err(Error::TooLarge {
-                            what: format!("stored tensor '{name}' on the GPU"),
-                            size: bytes,
-                            limit,
-                        });
-                    }
+                // a stored tensor is copied as it is; one larger than a binding goes in pieces
+                // over several groups, as coded tensors go by blocks
+                let data = t.stored()?;
+                let largest = limit / 4 * 4;
+                if !Builder::default().fits(limit, 0, 0, largest, largest) {
+                    return Err(Error::TooLarge {
+                        what: format!("stored tensor '{name}' on the GPU"),
+                        size: data.len() as u64,
+                        limit,
+                    });
                 }
-                let mut data = t.stored()?;
-                data.resize(bytes as usize, 0);
-                b.copies.push((b.stored.len() as u64, b.out, bytes));
-                b.stored.extend(data);
-                b.slices.push(Slice {
-                    name: name.clone(),
-                    offset: b.out,
-                    bytes: t.bytes(),
-                    tensor_offset: 0,
-                    blocks: None,
-                });
-                b.out += bytes;
+                let pieces: Vec<&[u8]> = if data.is_empty() {
+                    vec![&data[..]]
+                } else {
+                    data.chunks(largest as usize).collect()
+                };
+                let mut tensor_offset = 0;
+                for piece in pieces {
+                    let bytes = padded(piece.len() as u64);
+                    if !b.fits(limit, 0, 0, bytes, bytes) {
+                        groups.push(self.finish(std::mem::replace(
+                            &mut b,
+                            Builder::with_capacity(stream_cap, raw_cap),
+                        ))?);
+                    }
+                    b.copies.push((b.stored.len() as u64, b.out, bytes));
+                    b.stored.extend_from_slice(piece);
+                    b.stored
+                        .resize(b.stored.len() + (bytes as usize - piece.len()), 0);
+                    b.slices.push(Slice {
+                        name: name.clone(),
+                        offset: b.out,
+                        bytes: piece.len() as u64,
+                        tensor_offset,
+                        blocks: None,
+                    });
+                    b.out += bytes;
+                    tensor_offset += piece.len() as u64;
+                }
                 continue;
             };
-            let index = t.index()?;
+            let (index, book) = (t.index()?, t.codebook()?);
+            let (stream_bytes, raw_bytes) = (t.part_bytes(Part::Stream), t.part_bytes(Part::Raw));
+            // what the CPU decoder would refuse, the GPU never takes
+            codec::validate(layout, &book, &index, stream_bytes, raw_bytes, name)?;
             let starts = codec::block_starts(&index);
-            if starts.last().copied() != Some(t.part_bytes(Part::Stream) / 4) {
-                return Err(Error::corrupt(
-                    name,
-                    "chunk index does not match the stream",
-                ));
-            }
-            let lut = t.codebook()?.gpu_table(layout.sym_bits);
+            let lut = book.gpu_table(layout.sym_bits);
             let block_groups = layout.block_groups();
             let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
-            let raw_len = t.part_bytes(Part::Raw);
+            let raw_len = raw_bytes;
             let blocks = layout.blocks();
             if blocks == 0 {
                 // an empty tensor: nothing to decode, but it has its (empty) place in the output
