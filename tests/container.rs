@@ -178,6 +178,17 @@ fn cli_commands_and_exit_codes() {
         "ratio {ratio}, bound {bound}"
     );
     assert_eq!(doc["tensors"].as_array().unwrap().len(), 19);
+    // streams (chunks) and the index that finds them: 64 a block, a u16 length each
+    let tensors = doc["tensors"].as_array().unwrap();
+    let streams: u64 = tensors.iter().map(|t| t["streams"].as_u64().unwrap()).sum();
+    assert_eq!(doc["totals"]["streams"].as_u64().unwrap(), streams);
+    assert_eq!(doc["totals"]["index_bytes"].as_u64().unwrap(), 2 * streams);
+    let wide = tensors
+        .iter()
+        .find(|t| t["name"] == "encoder.layer.0.intermediate.dense.weight")
+        .unwrap();
+    // 1536x384 bf16 at 1024 groups a chunk: 294,912 words, 5 blocks of 64 chunks
+    assert_eq!(wide["streams"].as_u64().unwrap(), 5 * 64);
 
     let out = vramzip(&["verify", "--cpu", vz_s]);
     assert!(

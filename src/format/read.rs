@@ -325,14 +325,23 @@ impl Archive {
                     Some(layout) => {
                         let top16 = codec::top16_histogram(&bytes, layout.width);
                         let hist = codec::symbol_histogram(&top16, layout.width, layout.sym_bits);
-                        super::tensor_stats(
+                        let mut st = super::tensor_stats(
                             &t.meta.name,
                             &t.meta.dtype,
                             layout,
                             &hist,
                             &self.codebook(t)?,
                             &self.encoded(t)?,
-                        )
+                        );
+                        if let Coding::Huffman {
+                            codebook: Some(_), ..
+                        } = t.meta.coding
+                        {
+                            // a shared book is stored once for the file, not in each tensor
+                            st.compressed_bytes -= st.table_bytes;
+                            st.table_bytes = 0;
+                        }
+                        st
                     }
                     None => super::TensorStats::stored(&t.meta.name, &t.meta.dtype, t.meta.bytes),
                 })

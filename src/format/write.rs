@@ -57,8 +57,14 @@ pub struct TensorStats {
     pub original_bytes: u64,
     /// Bytes in the compressed file (all parts, code table included).
     pub compressed_bytes: u64,
-    /// Bytes of chunk index and code table within `compressed_bytes`.
+    /// Bytes of the chunk index within `compressed_bytes`: what the streams need to find their
+    /// starts.
     pub index_bytes: u64,
+    /// Bytes of its own code table within `compressed_bytes` (0 with a shared codebook, stored
+    /// once for the file).
+    pub table_bytes: u64,
+    /// Independent decode streams (chunks): how many GPU threads can decode it at once.
+    pub streams: u64,
     /// Coded symbol width, `None` when stored verbatim.
     pub sym_bits: Option<u32>,
     /// Order-0 entropy bound of the chosen split, in bits: symbol entropy plus raw bits (NaN
@@ -93,6 +99,8 @@ impl TensorStats {
             original_bytes: bytes,
             compressed_bytes: bytes,
             index_bytes: 0,
+            table_bytes: 0,
+            streams: 0,
             sym_bits: None,
             bound_bits: 8.0 * bytes as f64,
             unlimited_bits: 0,
@@ -129,7 +137,9 @@ pub fn tensor_stats(
         elements: layout.n,
         original_bytes: layout.decoded_bytes(),
         compressed_bytes: (enc.stream.len() + enc.raw.len() + enc.chunk_bits.len()) as u64 + table,
-        index_bytes: enc.chunk_bits.len() as u64 + table,
+        index_bytes: enc.chunk_bits.len() as u64,
+        table_bytes: table,
+        streams: layout.chunks(),
         sym_bits: Some(layout.sym_bits),
         bound_bits: huffman::entropy_bits(hist) + raw_total as f64,
         unlimited_bits: unlimited,
@@ -396,7 +406,7 @@ pub fn compress_file(
                     // the shared book is stored once for all tensors, not counted in each
                     let book_bytes = book.to_bytes().len() as u64;
                     st.compressed_bytes -= book_bytes;
-                    st.index_bytes -= book_bytes;
+                    st.table_bytes = 0;
                 }
                 stats.tensors.push(st);
                 Coding::Huffman {

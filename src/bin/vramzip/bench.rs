@@ -133,14 +133,14 @@ fn bench_in(
         .map(|s| s.original_bytes)
         .sum();
     let file_ratio = stats.output_bytes as f64 / stats.input_bytes.max(1) as f64;
-    let meta_pct =
-        100.0 * (stats.header_bytes + tot.index) as f64 / stats.output_bytes.max(1) as f64;
+    let meta_pct = 100.0 * (stats.header_bytes + tot.index + tot.table) as f64
+        / stats.output_bytes.max(1) as f64;
     if json {
         let doc = serde_json::json!({"file": input, "tensors": stats.tensors.len(),
             "input_bytes": stats.input_bytes, "output_bytes": stats.output_bytes, "file_ratio": file_ratio,
             "data": tot.json(), "metadata_pct_of_output": meta_pct,
             "cpu_encode_mb_s": mbps(tot.original, encode_s), "cpu_decode_mb_s": mbps(tot.original, decode_s),
-            "coded_bytes": coded, "bit_exact": exact, "gpu": gpu.iter().map(gpu_json).collect::<Vec<_>>()});
+            "coded_bytes": coded, "streams": tot.streams, "index_bytes": tot.index, "bit_exact": exact, "gpu": gpu.iter().map(gpu_json).collect::<Vec<_>>()});
         println!("{}", serde_json::to_string(&doc).unwrap_or_default());
     } else {
         println!("file              {}", input.display());
@@ -166,6 +166,12 @@ fn bench_in(
         println!(
             "metadata          {:.3}% of the output (header, chunk index, code tables)",
             meta_pct
+        );
+        println!(
+            "streams           {} independent decode streams, chunk index {} bytes ({:.3}% of the data)",
+            tot.streams,
+            tot.index,
+            100.0 * tot.index as f64 / tot.compressed.max(1) as f64
         );
         println!(
             "cpu encode        {:.0} MB/s ({} threads)",

@@ -78,7 +78,7 @@ fn print_table(archive: &Archive, stats: &[TensorStats], file_bytes: u64) {
         t.ratio(),
         t.bound_ratio(),
         t.over_bound_pct(),
-        100.0 * (archive.header_bytes() + t.index) as f64 / file_bytes.max(1) as f64
+        100.0 * (archive.header_bytes() + t.index + t.table) as f64 / file_bytes.max(1) as f64
     );
 }
 
@@ -93,7 +93,8 @@ fn bits_per(bits: f64, elements: u64) -> f64 {
 fn stats_json(s: &TensorStats) -> serde_json::Value {
     serde_json::json!({"name": s.name, "dtype": s.dtype, "elements": s.elements,
         "original_bytes": s.original_bytes, "compressed_bytes": s.compressed_bytes,
-        "index_bytes": s.index_bytes, "sym_bits": s.sym_bits,
+        "index_bytes": s.index_bytes, "table_bytes": s.table_bytes, "streams": s.streams,
+        "sym_bits": s.sym_bits,
         "bits_per_weight": bits_per(s.compressed_bytes as f64 * 8.0, s.elements),
         "bound_bits_per_weight": bits_per(s.bound_bits, s.elements),
         "stream_bits_capped": s.capped_bits, "stream_bits_unlimited": s.unlimited_bits})
@@ -103,6 +104,8 @@ pub struct Totals {
     pub original: u64,
     pub compressed: u64,
     pub index: u64,
+    pub table: u64,
+    pub streams: u64,
     pub bound_bits: f64,
     pub capped: u64,
     pub unlimited: u64,
@@ -123,7 +126,9 @@ impl Totals {
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({"original_bytes": self.original, "compressed_bytes": self.compressed,
-            "index_bytes": self.index, "ratio": self.ratio(), "bound_ratio": self.bound_ratio(),
+            "index_bytes": self.index, "table_bytes": self.table, "streams": self.streams,
+            "index_pct_of_compressed": 100.0 * self.index as f64 / self.compressed.max(1) as f64,
+            "ratio": self.ratio(), "bound_ratio": self.bound_ratio(),
             "over_bound_pct": self.over_bound_pct(), "length_cap_cost_pct": self.cap_cost_pct()})
     }
 }
@@ -133,6 +138,8 @@ pub fn totals(stats: &[TensorStats]) -> Totals {
         original: stats.iter().map(|s| s.original_bytes).sum(),
         compressed: stats.iter().map(|s| s.compressed_bytes).sum(),
         index: stats.iter().map(|s| s.index_bytes).sum(),
+        table: stats.iter().map(|s| s.table_bytes).sum(),
+        streams: stats.iter().map(|s| s.streams).sum(),
         bound_bits: stats.iter().map(|s| s.bound_bits).sum(),
         capped: stats.iter().map(|s| s.capped_bits).sum(),
         unlimited: stats.iter().map(|s| s.unlimited_bits).sum(),
