@@ -2,7 +2,7 @@
 //! layout v2 decision (many short streams a layer): each option's index in % of the compressed
 //! size, per dtype, for streams of 256 and 512 symbols in blocks of 256 streams (one workgroup).
 //!
-//! cargo run --release --example index_options -- FILE.safetensors [FILE ...]
+//! cargo run --release --example index_options [-- FILE.safetensors ...]   (default: the sample)
 //!
 //! A stream's coded length is the sum of its symbols' code lengths under the tensor's own code
 //! (the one vramzip chooses); streams are runs of consecutive symbols. Options:
@@ -68,10 +68,12 @@ fn options(streams: &[u64]) -> [u64; 4] {
 }
 
 fn main() {
-    let files: Vec<String> = std::env::args().skip(1).collect();
+    let mut files: Vec<String> = std::env::args().skip(1).collect();
     if files.is_empty() {
-        eprintln!("usage: index_options FILE.safetensors [FILE ...]");
-        std::process::exit(2);
+        // the committed real-weights sample
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/minilm-layer0.safetensors");
+        files.push(sample.to_string_lossy().into_owned());
     }
     println!(
         "{:<34} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}",
