@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Vulkan (lavapipe) and OpenGL through EGL (llvmpipe): the GPU tests run on both backends.
 missing=""
-ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1 || missing="mesa-vulkan-drivers"
+{ ls /usr/share/vulkan/icd.d/*.json || ls /etc/vulkan/icd.d/*.json; } >/dev/null 2>&1 || missing="mesa-vulkan-drivers"
 ls /usr/share/glvnd/egl_vendor.d/*mesa*.json >/dev/null 2>&1 || missing="$missing libegl1 libegl-mesa0 libgl1-mesa-dri"
 if [ -n "$missing" ]; then
     echo "installing Mesa's software GPU drivers: $missing"
