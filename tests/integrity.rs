@@ -454,3 +454,27 @@ fn weight_map_paths_outside_the_model_are_refused() {
         assert!(!out.exists());
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_permissions_of_a_plain_new_file() {
+    // temporaries are created owner-only; what is renamed into place must not stay so
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmpdir("permissions");
+    let plain = dir.join("plain");
+    std::fs::write(&plain, b"").unwrap();
+    std::fs::create_dir(dir.join("plain-dir")).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let (vz, back) = (dir.join("s.vz"), dir.join("back"));
+    compress(&sample(), &vz);
+    Archive::open(&vz)
+        .unwrap()
+        .decompress_to(&back, &|_| {})
+        .unwrap();
+    assert_eq!(mode(&vz), mode(&plain));
+    assert_eq!(mode(&back), mode(&plain));
+    let (src, packed) = (dir.join("model"), dir.join("packed"));
+    sharded_model(&src);
+    format::compress_dir(&src, &packed, &CompressOptions::default(), &|_, _| {}).unwrap();
+    assert_eq!(mode(&packed), mode(&dir.join("plain-dir")));
+}

@@ -91,9 +91,13 @@ impl TempDir {
             _ => Path::new("."),
         };
         let name = output.file_name().unwrap_or_default().to_string_lossy();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        if let Some(mode) = super::plain::output_permissions(true) {
+            builder.permissions(mode);
+        }
+        let dir = builder
             .tempdir_in(parent)
             .map_err(|e| Error::io(output, e))?;
         register_temporary(dir.path());

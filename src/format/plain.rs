@@ -9,6 +9,25 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// The permissions an output (a file, or a directory when `dir`) is created with: what a plain
+/// `File::create` or `create_dir` would give, the umask applied, not a temporary's owner-only mode.
+pub(crate) fn output_permissions(dir: bool) -> Option<std::fs::Permissions> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(std::fs::Permissions::from_mode(if dir {
+            0o777
+        } else {
+            0o666
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 /// Opens a regular file for reading; anything else (a FIFO would block, a device never ends) is
 /// refused before it is opened.
 pub(crate) fn open_regular(path: &Path) -> Result<File> {

@@ -219,9 +219,13 @@ impl TempPath {
             _ => Path::new("."),
         };
         let name = output.file_name().unwrap_or_default().to_string_lossy();
-        let (file, tmp) = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(&format!(".{tag}.tmp"))
+        let (prefix, suffix) = (format!(".{name}."), format!(".{tag}.tmp"));
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(&suffix);
+        if let Some(mode) = super::plain::output_permissions(false) {
+            builder.permissions(mode);
+        }
+        let (file, tmp) = builder
             .tempfile_in(dir)
             .map_err(|e| Error::io(output, e))?
             .into_parts();
