@@ -141,19 +141,21 @@ pub fn read_header(file: &File, path: &Path) -> Result<Header> {
 /// sizes. `path` names the file in errors.
 pub fn parse_header(raw: Vec<u8>, data_len: u64, path: &Path) -> Result<Header> {
     let n = raw.len() as u64;
-    let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&raw)
+    // each entry kept as its raw text and parsed into its own type, never into a tree of JSON
+    // values (several times the header's size in memory for a header of many tensors)
+    let map: BTreeMap<String, &serde_json::value::RawValue> = serde_json::from_slice(&raw)
         .map_err(|e| Error::invalid(path, format!("header is not a JSON object: {e}")))?;
     let mut metadata = None;
     let mut tensors = Vec::new();
     for (name, value) in map {
         if name == "__metadata__" {
             metadata = Some(
-                serde_json::from_value(value)
+                serde_json::from_str(value.get())
                     .map_err(|e| Error::invalid(path, format!("__metadata__: {e}")))?,
             );
             continue;
         }
-        let e: RawEntry = serde_json::from_value(value)
+        let e: RawEntry = serde_json::from_str(value.get())
             .map_err(|e| Error::invalid(path, format!("tensor '{name}': {e}")))?;
         let (start, end) = e.data_offsets;
         if start > end {

@@ -98,21 +98,30 @@ impl Archive {
                 )
             })?;
         // the version first: another version's manifest may have other fields
-        let doc: serde_json::Value = serde_json::from_str(text)
+        #[derive(serde::Deserialize)]
+        struct Version {
+            format: Option<serde_json::Value>,
+            lanes: Option<serde_json::Value>,
+        }
+        let v: Version = serde_json::from_str(text)
             .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
-        let (format, lanes) = (doc["format"].as_u64(), doc["lanes"].as_u64());
-        if format != Some(FORMAT_VERSION as u64) || lanes != Some(codec::LANES as u64) {
+        let number = |x: &Option<serde_json::Value>| x.as_ref().and_then(|x| x.as_u64());
+        if number(&v.format) != Some(FORMAT_VERSION as u64)
+            || number(&v.lanes) != Some(codec::LANES as u64)
+        {
+            let show =
+                |x: &Option<serde_json::Value>| x.as_ref().map_or("none".into(), |x| x.to_string());
             return Err(Error::invalid(
                 path,
                 format!(
                     "vramzip format {} with {} lanes; this build reads format {FORMAT_VERSION} with {} lanes",
-                    doc["format"],
-                    doc["lanes"],
+                    show(&v.format),
+                    show(&v.lanes),
                     codec::LANES
                 ),
             ));
         }
-        let manifest: Manifest = serde_json::from_value(doc)
+        let manifest: Manifest = serde_json::from_str(text)
             .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
         let ranges: HashMap<String, (u64, u64)> = header
             .tensors
