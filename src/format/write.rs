@@ -147,6 +147,36 @@ pub fn tensor_stats(
     }
 }
 
+/// The output's safetensors header, serialized straight from the entries (a tree of JSON values
+/// would take several times the header's size in memory on files of many tensors).
+struct HeaderOut<'a> {
+    metadata: &'a std::collections::BTreeMap<String, String>,
+    entries: &'a [(String, String, Vec<u64>, u64, u64)],
+}
+
+impl serde::Serialize for HeaderOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(serde::Serialize)]
+        struct Entry<'a> {
+            dtype: &'a str,
+            shape: &'a [u64],
+            data_offsets: [u64; 2],
+        }
+        let mut map = s.serialize_map(Some(self.entries.len() + 1))?;
+        map.serialize_entry("__metadata__", self.metadata)?;
+        for (name, dtype, shape, start, end) in self.entries {
+            let entry = Entry {
+                dtype,
+                shape,
+                data_offsets: [*start, *end],
+            };
+            map.serialize_entry(name, &entry)?;
+        }
+        map.end()
+    }
+}
+
 struct Out {
     entries: Vec<(String, String, Vec<u64>, u64, u64)>,
     data: BufWriter<File>,
@@ -455,19 +485,11 @@ pub fn compress_file(
         MANIFEST_KEY.to_string(),
         serde_json::to_string(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?,
     );
-    let mut json = serde_json::Map::new();
-    json.insert(
-        "__metadata__".into(),
-        serde_json::to_value(&meta).unwrap_or_default(),
-    );
-    for (name, dtype, shape, start, end) in &out.entries {
-        json.insert(
-            name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, end]}),
-        );
-    }
-    let mut head = serde_json::to_vec(&serde_json::Value::Object(json))
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let mut head = serde_json::to_vec(&HeaderOut {
+        metadata: &meta,
+        entries: &out.entries,
+    })
+    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     // safetensors pads the header with spaces so the data section starts 8-byte aligned
     head.resize(head.len().next_multiple_of(8), b' ');
     // what compress writes, open reads: a header over the reader's limit is refused here, not
