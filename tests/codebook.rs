@@ -214,12 +214,7 @@ fn cli_codebook_build_and_shared_compression_of_a_sharded_model() {
         &[("b", "BF16", vec![40_000], weightlike(40_000, 2))],
         None,
     );
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = vramzip;
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let cb = dir.join("model.vzcb");
     let out = run(&["codebook", "build", &s(&src), "-o", &s(&cb)]);

@@ -4,15 +4,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use vramzip::format::{self, Archive, CompressOptions};
-
-fn vramzip(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vramzip"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn compress(input: &std::path::Path, output: &std::path::Path) {
     format::compress_file(input, output, &CompressOptions::default(), &|_| {}).unwrap();

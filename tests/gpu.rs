@@ -198,12 +198,7 @@ fn verify_command_names_the_tensors_that_differ() {
     let (start, _) = archive
         .range("encoder.layer.0.output.dense.weight")
         .unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = vramzip;
     let ok = run(&["verify", vz.to_str().unwrap()]);
     assert!(
         ok.status.success(),

@@ -154,10 +154,7 @@ fn manifest_entries_that_disagree_with_the_original_header_are_refused() {
                 args.push(back.to_str().unwrap());
             }
             args.push(vz.to_str().unwrap());
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
-                .args(&args)
-                .output()
-                .unwrap();
+            let out = vramzip(&args);
             assert_eq!(out.status.code(), Some(1), "{what}: {args:?}");
             assert!(
                 !String::from_utf8_lossy(&out.stdout).contains("ok"),
@@ -261,13 +258,6 @@ fn a_failed_decompress_leaves_nothing_behind_and_names_the_output() {
     assert_eq!(left.len(), 1, "only the input remains");
 }
 
-fn cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// A small sharded model: two shards, an index, a config.
 fn sharded_model(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -314,7 +304,7 @@ fn a_directory_output_appears_only_when_complete() {
         &[("__vramzip__.b", "BF16", vec![7000], weightlike(7000, 2))],
         None,
     );
-    let run = cli(&[
+    let run = vramzip(&[
         "compress",
         src.to_str().unwrap(),
         "-o",
@@ -334,7 +324,7 @@ fn a_directory_output_appears_only_when_complete() {
     sharded_model(&src);
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("stale.tmp"), b"from an old run").unwrap();
-    let run = cli(&[
+    let run = vramzip(&[
         "compress",
         "--force",
         src.to_str().unwrap(),
@@ -357,7 +347,7 @@ fn an_output_inside_the_input_is_refused() {
     sharded_model(&src);
     let before = tree(&src);
     for (input, output) in [(src.clone(), src.join("out")), (src.join("."), src.clone())] {
-        let run = cli(&[
+        let run = vramzip(&[
             "compress",
             "--force",
             input.to_str().unwrap(),
@@ -390,7 +380,7 @@ fn links_to_directories_are_not_followed_and_fifos_do_not_hang() {
     let blob = dir.join("blob.json");
     std::fs::write(&blob, "linked").unwrap();
     std::os::unix::fs::symlink(&blob, src.join("tokenizer.json")).unwrap();
-    let run = cli(&[
+    let run = vramzip(&[
         "compress",
         src.to_str().unwrap(),
         "-o",
@@ -416,7 +406,7 @@ fn links_to_directories_are_not_followed_and_fifos_do_not_hang() {
         b"linked"
     );
     // a FIFO named as the input is refused at once
-    let run = cli(&[
+    let run = vramzip(&[
         "compress",
         fifo.to_str().unwrap(),
         "-o",
@@ -442,7 +432,7 @@ fn weight_map_paths_outside_the_model_are_refused() {
         let index = serde_json::json!({"weight_map": {"a": "model-00001-of-00002.safetensors", "x": shard}});
         std::fs::write(src.join("model.safetensors.index.json"), index.to_string()).unwrap();
         let out = dir.join("packed");
-        let run = cli(&[
+        let run = vramzip(&[
             "compress",
             src.to_str().unwrap(),
             "-o",

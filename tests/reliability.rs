@@ -50,6 +50,19 @@ fn many_threads_decoding_one_archive_get_the_same_bytes() {
     }
 }
 
+/// `tensors` bf16 tensors of `elements` values each, real statistics (seeds from `seed`), at
+/// `path`.
+fn write_big_model(path: &std::path::Path, tensors: u64, elements: usize, seed: u64) {
+    let tensors: Vec<(String, Vec<u8>)> = (0..tensors)
+        .map(|i| (format!("w{i}"), weightlike(elements, seed + i)))
+        .collect();
+    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, b)| (n.as_str(), "BF16", vec![b.len() as u64 / 2], b.clone()))
+        .collect();
+    write_safetensors(path, &refs, None);
+}
+
 /// Kills `vramzip compress` and `decompress` at several moments: the final name holds either
 /// nothing, the complete new file, or the untouched previous file, never a truncated one.
 #[test]
@@ -57,14 +70,7 @@ fn killing_the_tool_never_leaves_a_truncated_file() {
     let dir = tmpdir("kill");
     let src = dir.join("big.safetensors");
     // about 40 MB of real-statistics weights: long enough to be killed in the middle
-    let tensors: Vec<(String, Vec<u8>)> = (0..8)
-        .map(|i| (format!("w{i}"), weightlike(2_500_000, i)))
-        .collect();
-    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, b)| (n.as_str(), "BF16", vec![b.len() as u64 / 2], b.clone()))
-        .collect();
-    write_safetensors(&src, &refs, None);
+    write_big_model(&src, 8, 2_500_000, 0);
     let vz = dir.join("big.vz");
     let exe = env!("CARGO_BIN_EXE_vramzip");
     let previous = b"the previous file, which must survive an interrupted run".to_vec();
@@ -180,14 +186,7 @@ fn a_tensor_over_4_gib_round_trips() {
 fn an_interrupted_run_leaves_no_temporary_files() {
     let dir = tmpdir("interrupt");
     let src = dir.join("big.safetensors");
-    let tensors: Vec<(String, Vec<u8>)> = (0..6)
-        .map(|i| (format!("w{i}"), weightlike(2_000_000, 40 + i)))
-        .collect();
-    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, b)| (n.as_str(), "BF16", vec![b.len() as u64 / 2], b.clone()))
-        .collect();
-    write_safetensors(&src, &refs, None);
+    write_big_model(&src, 6, 2_000_000, 40);
     let packed = dir.join("packed.vz");
     format::compress_file(&src, &packed, &CompressOptions::default(), &|_| {}).unwrap();
     let exe = env!("CARGO_BIN_EXE_vramzip");

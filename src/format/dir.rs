@@ -6,7 +6,7 @@
 //! directories are skipped (they can loop), and so are files that are not regular (a FIFO would
 //! block). An output inside the input, or the input inside the output, is refused.
 
-use super::write::{forget_temporary, register_temporary};
+use super::write::{forget_temporary, make_beside, register_temporary};
 use super::{Archive, CompressOptions, CompressStats, compress_file};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -54,6 +54,24 @@ fn entries(dir: &Path) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// The `.safetensors` files below `path`, in order (the walk [`compress_dir`] takes: links to
+/// files included, links to directories not); `path` itself when it is not a directory.
+pub fn safetensors_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let path = path.as_ref();
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    for entry in entries(path)? {
+        match entry {
+            Entry::Dir(p) => out.extend(safetensors_files(&p)?),
+            Entry::File(p) if is_shard(&p) => out.push(p),
+            Entry::File(_) => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Refuses an output inside the input (it would be compressed into itself) or the input inside
 /// the output (replacing the output would remove it).
 fn refuse_nesting(input: &Path, output: &Path) -> Result<()> {
@@ -86,20 +104,7 @@ struct TempDir {
 
 impl TempDir {
     fn beside(output: &Path) -> Result<Self> {
-        let parent = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = output.file_name().unwrap_or_default().to_string_lossy();
-        let prefix = format!(".{name}.");
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
-        if let Some(mode) = super::plain::output_permissions(true) {
-            builder.permissions(mode);
-        }
-        let dir = builder
-            .tempdir_in(parent)
-            .map_err(|e| Error::io(output, e))?;
+        let dir = make_beside(output, ".tmp", true, |b, folder| b.tempdir_in(folder))?;
         register_temporary(dir.path());
         Ok(TempDir { dir: Some(dir) })
     }

@@ -20,7 +20,7 @@ mod plain;
 mod read;
 mod write;
 
-pub use dir::{ORIGINAL_INDEX_KEY, compress_dir, decompress_dir};
+pub use dir::{ORIGINAL_INDEX_KEY, compress_dir, decompress_dir, safetensors_files};
 pub(crate) use plain::read_exact_at;
 pub use plain::{Header, HeaderTensor, SafetensorsFile, dtype_size, parse_header, read_header};
 

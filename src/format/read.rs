@@ -81,6 +81,19 @@ pub struct Archive {
     file_xxh3: u64,
 }
 
+/// `bytes` if they match `t`'s stored checksum.
+fn checked(t: &TensorEntry, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let actual = checksum(&bytes);
+    if actual != t.xxh3 {
+        return Err(Error::ChecksumMismatch {
+            tensor: t.meta.name.clone(),
+            expected: t.xxh3,
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
 impl Archive {
     /// Opens a compressed file, reading and checking only its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -329,9 +342,11 @@ impl Archive {
         self.tensors
             .iter()
             .map(|t| {
-                let bytes = self.decode(t)?;
                 Ok(match t.layout() {
                     Some(layout) => {
+                        // the parts read once: decoded (and checked) and measured
+                        let coded = self.coded(t)?;
+                        let bytes = checked(t, coded.decode(&t.meta.name)?)?;
                         let top16 = codec::top16_histogram(&bytes, layout.width);
                         let hist = codec::symbol_histogram(&top16, layout.width, layout.sym_bits);
                         let mut st = super::tensor_stats(
@@ -339,8 +354,8 @@ impl Archive {
                             &t.meta.dtype,
                             layout,
                             &hist,
-                            &self.codebook(t)?,
-                            &self.encoded(t)?,
+                            &coded.codebook,
+                            &coded.encoded,
                         );
                         if let Coding::Huffman {
                             codebook: Some(_), ..
@@ -352,7 +367,11 @@ impl Archive {
                         }
                         st
                     }
-                    None => super::TensorStats::stored(&t.meta.name, &t.meta.dtype, t.meta.bytes),
+                    None => {
+                        // checked like every tensor inspect reports on
+                        self.decode(t)?;
+                        super::TensorStats::stored(&t.meta.name, &t.meta.dtype, t.meta.bytes)
+                    }
                 })
             })
             .collect()
@@ -444,15 +463,7 @@ impl Archive {
             Form::Stored => self.read(&t.meta.name)?,
             Form::Huffman { .. } => self.coded(t)?.decode(&t.meta.name)?,
         };
-        let actual = checksum(&bytes);
-        if actual != t.xxh3 {
-            return Err(Error::ChecksumMismatch {
-                tensor: t.meta.name.clone(),
-                expected: t.xxh3,
-                actual,
-            });
-        }
-        Ok(bytes)
+        checked(t, bytes)
     }
 
     /// Writes the original file, byte for byte, to `output` (atomically: a temporary file renamed

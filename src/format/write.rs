@@ -234,6 +234,28 @@ pub(crate) fn forget_temporary(path: &Path) {
     temporaries().retain(|p| p != path);
 }
 
+/// Makes a temporary (`make`: a file or a directory, `dir`) in `output`'s folder, named
+/// `.NAME.XXXXXX` + `suffix` with random X, with the permissions the output itself should get.
+pub(crate) fn make_beside<T>(
+    output: &Path,
+    suffix: &str,
+    dir: bool,
+    make: impl FnOnce(&tempfile::Builder, &Path) -> std::io::Result<T>,
+) -> Result<T> {
+    let folder = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = output.file_name().unwrap_or_default().to_string_lossy();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(suffix);
+    if let Some(mode) = super::plain::output_permissions(dir) {
+        builder.permissions(mode);
+    }
+    make(&builder, folder).map_err(|e| Error::io(output, e))
+}
+
 /// A temporary file beside an output: a name no one can predict, created exclusively, so a file
 /// or link planted there is never followed or overwritten; removed on drop (every error path) and
 /// by [`remove_temporaries`], unless renamed into place. Errors name the output, not it.
@@ -244,21 +266,9 @@ pub(crate) struct TempPath {
 
 impl TempPath {
     pub(crate) fn beside(output: &Path, tag: &str) -> Result<(Self, File)> {
-        let dir = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = output.file_name().unwrap_or_default().to_string_lossy();
-        let (prefix, suffix) = (format!(".{name}."), format!(".{tag}.tmp"));
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(&suffix);
-        if let Some(mode) = super::plain::output_permissions(false) {
-            builder.permissions(mode);
-        }
-        let (file, tmp) = builder
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(output, e))?
-            .into_parts();
+        let suffix = format!(".{tag}.tmp");
+        let (file, tmp) =
+            make_beside(output, &suffix, false, |b, folder| b.tempfile_in(folder))?.into_parts();
         register_temporary(&tmp);
         Ok((
             TempPath {

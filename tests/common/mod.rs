@@ -3,6 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+/// Runs the `vramzip` command line with `args`.
+pub fn vramzip(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The committed real-weights sample.
 pub fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors")

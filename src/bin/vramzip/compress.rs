@@ -56,18 +56,23 @@ pub fn compress(
 pub fn decompress(input: &Path, output: &Path, force: bool) -> Result<ExitCode> {
     refuse_existing(output, force)?;
     // the original tensors' bytes: what decompression writes and its progress counts
-    let total = shards_in(input)?
-        .iter()
-        .map(|s| Archive::open(s).map(|a| a.tensors.iter().map(|t| t.meta.bytes).sum::<u64>()))
-        .sum::<Result<u64>>()?;
+    let original_bytes = |a: &Archive| a.tensors.iter().map(|t| t.meta.bytes).sum::<u64>();
     let t0 = Instant::now();
-    let pb = Progress::bytes(total, "decompress");
     if input.is_dir() {
+        // each shard is opened once for the total and again by decompress_dir: headers only
+        let total = shards_in(input)?
+            .iter()
+            .map(|s| Archive::open(s).map(|a| original_bytes(&a)))
+            .sum::<Result<u64>>()?;
+        let pb = Progress::bytes(total, "decompress");
         format::decompress_dir(input, output, &|f, b| pb.file_at(f, b))?;
+        pb.finish();
     } else {
-        Archive::open(input)?.decompress_to(output, &|b| pb.file_at(input, b))?;
+        let archive = Archive::open(input)?;
+        let pb = Progress::bytes(original_bytes(&archive), "decompress");
+        archive.decompress_to(output, &|b| pb.file_at(input, b))?;
+        pb.finish();
     }
-    pb.finish();
     let after = size_of(output);
     let secs = t0.elapsed().as_secs_f64();
     println!(

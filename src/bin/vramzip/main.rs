@@ -314,29 +314,7 @@ pub fn shards_in(path: &Path) -> Result<Vec<PathBuf>> {
 pub fn safetensors_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::Io {
-                    path: p.clone(),
-                    source: e,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            // within a directory: real subdirectories (a link to one can loop) and .safetensors
-            // files, links to files included
-            let nested: Vec<PathBuf> = entries
-                .into_iter()
-                .filter(|e| {
-                    let real_dir = std::fs::symlink_metadata(e).is_ok_and(|m| m.is_dir());
-                    let file = std::fs::metadata(e).is_ok_and(|m| m.is_file());
-                    real_dir || (file && e.extension().is_some_and(|x| x == "safetensors"))
-                })
-                .collect();
-            out.extend(safetensors_files(&nested)?);
-        } else {
-            out.push(p.clone());
-        }
+        out.extend(vramzip::format::safetensors_files(p)?);
     }
     Ok(out)
 }
