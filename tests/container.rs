@@ -91,20 +91,8 @@ fn sharded_directory_round_trips() {
         dir.join("model.vz"),
         dir.join("model.back"),
     );
+    sharded_model(&src);
     std::fs::create_dir_all(src.join("sub")).unwrap();
-    write_safetensors(
-        &src.join("model-00001-of-00002.safetensors"),
-        &[("a", "BF16", vec![5000], weightlike(5000, 1))],
-        None,
-    );
-    write_safetensors(
-        &src.join("model-00002-of-00002.safetensors"),
-        &[("b", "BF16", vec![7000], weightlike(7000, 2))],
-        None,
-    );
-    let index = r#"{"metadata": {"total_size": 24000}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
-    std::fs::write(src.join("model.safetensors.index.json"), index).unwrap();
-    std::fs::write(src.join("config.json"), "{}").unwrap();
     std::fs::write(src.join("sub/tokenizer.json"), "tok").unwrap();
     let out = vramzip(&[
         "compress",

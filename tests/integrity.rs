@@ -258,24 +258,6 @@ fn a_failed_decompress_leaves_nothing_behind_and_names_the_output() {
     assert_eq!(left.len(), 1, "only the input remains");
 }
 
-/// A small sharded model: two shards, an index, a config.
-fn sharded_model(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    write_safetensors(
-        &dir.join("model-00001-of-00002.safetensors"),
-        &[("a", "BF16", vec![5000], weightlike(5000, 1))],
-        None,
-    );
-    write_safetensors(
-        &dir.join("model-00002-of-00002.safetensors"),
-        &[("b", "BF16", vec![7000], weightlike(7000, 2))],
-        None,
-    );
-    let index = r#"{"metadata": {"total_size": 24000}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
-    std::fs::write(dir.join("model.safetensors.index.json"), index).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-}
-
 /// Every file below `dir`, relative, sorted.
 fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

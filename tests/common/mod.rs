@@ -55,6 +55,24 @@ pub fn compress_into(
     vramzip::format::Archive::open(&vz).unwrap()
 }
 
+/// A small sharded model: two shards, an index, a config.
+pub fn sharded_model(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_safetensors(
+        &dir.join("model-00001-of-00002.safetensors"),
+        &[("a", "BF16", vec![5000], weightlike(5000, 1))],
+        None,
+    );
+    write_safetensors(
+        &dir.join("model-00002-of-00002.safetensors"),
+        &[("b", "BF16", vec![7000], weightlike(7000, 2))],
+        None,
+    );
+    let index = r#"{"metadata": {"total_size": 24000}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
+    std::fs::write(dir.join("model.safetensors.index.json"), index).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+}
+
 /// Writes a safetensors file from (name, dtype, shape, bytes), in the given order.
 pub fn write_safetensors(
     path: &Path,
