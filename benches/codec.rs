@@ -17,9 +17,13 @@ fn sample_bf16() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let data = sample_bf16();
-    let coded = codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS)
-        .unwrap()
-        .unwrap();
+    let coded = codec::compress(
+        &data,
+        16,
+        codec::auto_chunk_groups(data.len() as u64 / 2, 16),
+    )
+    .unwrap()
+    .unwrap();
     let mut group = c.benchmark_group("cpu");
     group
         .throughput(Throughput::Bytes(data.len() as u64))
@@ -31,7 +35,14 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         group.bench_function(format!("encode/{threads}-threads"), |b| {
             b.iter(|| {
-                pool.install(|| codec::compress(&data, 16, codec::DEFAULT_CHUNK_GROUPS).unwrap())
+                pool.install(|| {
+                    codec::compress(
+                        &data,
+                        16,
+                        codec::auto_chunk_groups(data.len() as u64 / 2, 16),
+                    )
+                    .unwrap()
+                })
             })
         });
         let mut out = vec![0u8; data.len()];

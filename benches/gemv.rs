@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    eprintln!("chunk groups {}, batch {batch}", opts.chunk_groups);
+    eprintln!("chunk groups {:?}, batch {batch}", opts.chunk_groups);
     let mut table = Vec::new();
     let mut group = c.benchmark_group("gemv");
     group
@@ -191,7 +191,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     eprintln!(
-        "\nside by side (best of 3 alternating rounds), batch {batch}, chunk groups {}:",
+        "\nside by side (best of 3 alternating rounds), batch {batch}, chunk groups {:?}:",
         opts.chunk_groups
     );
     eprintln!(

@@ -40,12 +40,17 @@ fn books(tensors: &[Tensor], keep: impl Fn(&str) -> bool) -> Codebooks {
     h.build()
 }
 
+/// The default groups a stream for a tensor of `bytes`.
+fn groups(bytes: &[u8], width: u32) -> usize {
+    codec::auto_chunk_groups(bytes.len() as u64 * 8 / width as u64, width)
+}
+
 /// (coded size in bytes, order-0 bound in bits) with a codebook per tensor.
 fn per_tensor(tensors: &[Tensor]) -> (u64, f64) {
     let (mut size, mut bound) = (0u64, 0f64);
     for t in tensors {
         let coded = element_bits(&t.dtype)
-            .and_then(|w| codec::choose(&t.bytes, w, codec::DEFAULT_CHUNK_GROUPS).unwrap());
+            .and_then(|w| codec::choose(&t.bytes, w, groups(&t.bytes, w)).unwrap());
         match coded {
             Some(c) => {
                 let enc = codec::encode(&t.bytes, &c.layout, &c.codebook).unwrap();
@@ -73,7 +78,7 @@ fn shared(tensors: &[Tensor], books: &Codebooks) -> u64 {
         let width = element_bits(&t.dtype);
         size += match (width, books.books.get(&t.dtype)) {
             (Some(w), Some(book)) if !t.bytes.is_empty() => {
-                match encode_with(&t.bytes, w, book.clone(), codec::DEFAULT_CHUNK_GROUPS) {
+                match encode_with(&t.bytes, w, book.clone(), groups(&t.bytes, w)) {
                     Ok(c) => parts_bytes(&c.encoded),
                     Err(_) => own(t, w),
                 }
@@ -86,11 +91,11 @@ fn shared(tensors: &[Tensor], books: &Codebooks) -> u64 {
 }
 
 fn parts_bytes(e: &codec::Encoded) -> u64 {
-    (e.stream.len() + e.raw.len() + e.chunk_bits.len()) as u64
+    (e.stream.len() + e.raw.len() + e.index.len()) as u64
 }
 
 fn own(t: &Tensor, w: u32) -> u64 {
-    match codec::compress(&t.bytes, w, codec::DEFAULT_CHUNK_GROUPS).unwrap() {
+    match codec::compress(&t.bytes, w, groups(&t.bytes, w)).unwrap() {
         Some(c) => parts_bytes(&c.encoded) + c.codebook.to_bytes().len() as u64,
         None => t.bytes.len() as u64,
     }
@@ -131,7 +136,7 @@ fn main() {
                 codec::compress(
                     &t.bytes,
                     element_bits(&t.dtype).unwrap(),
-                    codec::DEFAULT_CHUNK_GROUPS,
+                    groups(&t.bytes, element_bits(&t.dtype).unwrap()),
                 )
                 .unwrap(),
             );
@@ -145,7 +150,7 @@ fn main() {
                     &t.bytes,
                     w,
                     whole.books[&t.dtype].clone(),
-                    codec::DEFAULT_CHUNK_GROUPS,
+                    groups(&t.bytes, w),
                 )
                 .ok(),
             );
@@ -162,7 +167,13 @@ fn main() {
             .map(|(d, b)| {
                 (
                     d.clone(),
-                    StreamEncoder::new(d, b.clone(), codec::DEFAULT_CHUNK_GROUPS, rebuild).unwrap(),
+                    StreamEncoder::new(
+                        d,
+                        b.clone(),
+                        groups(&[], element_bits(d).unwrap()),
+                        rebuild,
+                    )
+                    .unwrap(),
                 )
             })
             .collect();

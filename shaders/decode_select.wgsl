@@ -14,28 +14,30 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> out: array<u32>;
 @group(0) @binding(8) var<storage, read> selection: array<u32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn decode_selected(
-    @builtin(local_invocation_index) lane: u32,
+    @builtin(local_invocation_index) s: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let slot = wid.x + wid.y * nwg.x;
-    if (slot >= p.blocks) {
-        return;
-    }
-    let gm = start_block(selection[min(slot, arrayLength(&selection) - 1u)], lane);
+    let range = block_range(wid, nwg, p.blocks);
     let out_len = arrayLength(&out);
-    let groups = min(gm.groups, p.slot_words);
-    var raw_next = raw_word(gm, gm.first_group + lane);
-    for (var j = lane; j < groups; j += LANES) {
-        let g = gm.first_group + j;
-        let raw_now = raw_next;
-        raw_next = raw_word(gm, g + LANES);
-        let value = decode_word(gm, g, raw_now);
-        let at = p.out_offset + slot * p.slot_words + j;
-        if (at < out_len) {
-            out[at] = value;
+    let lane = s % LANES;
+    for (var slot = range.x; slot < range.y; slot++) {
+        let gm = start_block(selection[min(slot, arrayLength(&selection) - 1u)], s);
+        let start = gm.quarter_first - gm.first_group;
+        var raw_next = raw_word(gm, gm.quarter_first + lane);
+        for (var j = lane; j < gm.quarter_len; j += LANES) {
+            let g = gm.quarter_first + j;
+            let raw_now = raw_next;
+            raw_next = raw_word(gm, g + LANES);
+            let value = decode_word(gm, g, raw_now);
+            if (start + j < p.slot_words) {
+                let at = p.out_offset + slot * p.slot_words + start + j;
+                if (at < out_len) {
+                    out[at] = value;
+                }
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ pub fn container(data: &[u8]) {
     }
 }
 
-/// Arbitrary bytes as a coded tensor (layout, code lengths, chunk index, stream, raw plane):
+/// Arbitrary bytes as a coded tensor (layout, code lengths, index, raw plane, stream):
 /// decoding must fail cleanly or produce bytes, never panic.
 pub fn decoder(data: &[u8]) {
     if data.len() < 8 {
@@ -64,12 +64,14 @@ pub fn decoder(data: &[u8]) {
             .for_each(|&b| hist[b as usize % size] += b as u64);
         Codebook::from_histogram(sym_bits, &hist)
     });
-    let chunks = (2 * layout.chunks() as usize).min(rest.len());
-    let raw = (layout.raw_bytes() as usize).min(rest.len() - chunks);
+    // an index of the size one delta width would give every block, so decoding can get past it
+    let delta_bits = (data[2] / 8) as usize % 25;
+    let index = (4 * layout.blocks() as usize * (1 + 4 * delta_bits)).min(rest.len() / 4 * 4);
+    let raw = (layout.raw_bytes() as usize).min(rest.len() - index);
     let enc = Encoded {
-        chunk_bits: rest[..chunks].to_vec(),
-        raw: rest[chunks..chunks + raw].to_vec(),
-        stream: rest[chunks + raw..].to_vec(),
+        index: rest[..index].to_vec(),
+        raw: rest[index..index + raw].to_vec(),
+        stream: rest[index + raw..].to_vec(),
     };
     let mut out = vec![0u8; layout.decoded_bytes() as usize];
     let _ = codec::decode(&layout, &enc, &book, &mut out, "fuzz");

@@ -168,7 +168,7 @@ fn real_weights_round_trip_and_compress() {
                     encoded: enc,
                 } = codec::compress(data, width, 1024).unwrap().unwrap();
                 let size =
-                    enc.stream.len() + enc.raw.len() + enc.chunk_bits.len() + book.to_bytes().len();
+                    enc.stream.len() + enc.raw.len() + enc.index.len() + book.to_bytes().len();
                 let ratio = size as f64 / data.len() as f64;
                 assert!(
                     ratio < 0.675,
@@ -245,17 +245,28 @@ fn corrupt_parts_fail_cleanly() {
         let target = match part {
             0 => &mut bad.stream,
             1 => &mut bad.raw,
-            _ => &mut bad.chunk_bits,
+            _ => &mut bad.index,
         };
         let i = (lcg(&mut s) as usize) % target.len();
         target[i] ^= 1 << (lcg(&mut s) % 8);
         let _ = codec::decode(&layout, &bad, &book, &mut out, "t");
     }
-    // a bigger chunk length than any chunk can have is refused
+    // a region longer than its streams' symbols can be is refused
     let mut long = enc.clone();
-    long.chunk_bits[0] = 0xff;
-    long.chunk_bits[1] = 0xff;
+    long.index[0..4].copy_from_slice(&(0x7ff_ffffu32 | 8 << 27).to_le_bytes());
     assert!(codec::decode(&layout, &long, &book, &mut out, "t").is_err());
+    // a delta wider than the index allows, or an index of another size, is refused
+    let mut wide = enc.clone();
+    wide.index[3] = 0xff;
+    assert!(codec::decode(&layout, &wide, &book, &mut out, "t").is_err());
+    let mut short_index = enc.clone();
+    short_index.index.truncate(enc.index.len() - 4);
+    assert!(codec::decode(&layout, &short_index, &book, &mut out, "t").is_err());
+    // two streams that do not meet in their region: a region one bit longer
+    let mut apart = enc.clone();
+    let head = u32::from_le_bytes(apart.index[0..4].try_into().unwrap());
+    apart.index[0..4].copy_from_slice(&(head + 1).to_le_bytes());
+    assert!(codec::decode(&layout, &apart, &book, &mut out, "t").is_err());
 }
 
 #[test]
@@ -267,7 +278,7 @@ fn layout_limits_are_checked() {
     // offsets are u64: a 5 GiB tensor's layout does not overflow
     let big = Layout::new(5 << 30, 8, 8, 1024).unwrap();
     assert_eq!(big.decoded_bytes(), 5 << 30);
-    assert_eq!(big.blocks(), (5u64 << 30).div_ceil(4 * 64 * 1024));
+    assert_eq!(big.blocks(), (5u64 << 30).div_ceil(4 * 256 * 1024));
 }
 
 proptest! {
@@ -285,4 +296,56 @@ proptest! {
         let data = weightlike_bf16(n, seed);
         prop_assert_eq!(codec::round_trip(&data, 16, cg).unwrap(), data);
     }
+}
+
+/// Layout v2's promise for an LLM layer: a 4096x4096 bf16 weight of real values (sampled with
+/// replacement from the committed MiniLM layer's bf16 matrices, as scripts/make_llm_shaped.py
+/// does for a whole block) decodes as 65,536 independent streams, and everything the streams
+/// need to find their starts costs under 0.2% of its compressed size.
+#[test]
+fn an_llm_shaped_layer_has_65536_streams_at_a_tiny_index() {
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors");
+    let file = vramzip::format::SafetensorsFile::open(&sample).expect("the committed sample");
+    let mut pool = Vec::new();
+    for t in &file.header.tensors {
+        if t.dtype == "BF16" && t.shape.len() == 2 {
+            pool.extend(file.read(t).unwrap().chunks_exact(2).map(|b| [b[0], b[1]]));
+        }
+    }
+    assert!(pool.len() > 1_000_000, "the sample's bf16 matrices");
+    let n = 4096 * 4096;
+    let mut seed = 7;
+    let data: Vec<u8> = (0..n)
+        .flat_map(|_| pool[lcg(&mut seed) as usize % pool.len()])
+        .collect();
+    let groups = codec::auto_chunk_groups(n as u64, 16);
+    assert_eq!(groups * 2, 256, "256 symbols a stream");
+    let coded = codec::compress(&data, 16, groups).unwrap().unwrap();
+    assert_eq!(coded.layout.streams(), 65_536);
+    let enc = &coded.encoded;
+    let compressed =
+        enc.stream.len() + enc.raw.len() + enc.index.len() + coded.codebook.to_bytes().len();
+    let index_share = enc.index.len() as f64 / compressed as f64;
+    assert!(
+        index_share < 0.002,
+        "index {:.4}% of the compressed size",
+        100.0 * index_share
+    );
+    assert!(
+        compressed < data.len() * 7 / 10,
+        "ratio {}",
+        compressed as f64 / data.len() as f64
+    );
+    assert_eq!(coded.decode("llm-shaped").unwrap(), data);
+    // the MLP's 14336x4096 takes 512-symbol streams and still has more than 65,536
+    let mlp = Layout::new(
+        14336 * 4096,
+        16,
+        10,
+        codec::auto_chunk_groups(14336 * 4096, 16),
+    )
+    .unwrap();
+    assert_eq!(mlp.chunk_groups * 2, 512);
+    assert_eq!(mlp.streams(), 114_688);
 }

@@ -47,10 +47,15 @@ fn translate_everywhere(name: &str, module: &naga::Module, info: &naga::valid::M
         .unwrap_or_else(|e| panic!("{name} SPIR-V: {e}"));
     assert!(words.len() > 100, "{name}: SPIR-V suspiciously short");
 
+    // MSL 2.0, the oldest that wgpu's Metal backend runs (the decoders need reverse_bits, 1.2+)
+    let metal_options = msl::Options {
+        lang_version: (2, 0),
+        ..Default::default()
+    };
     let (metal, _) = msl::write_string(
         module,
         info,
-        &msl::Options::default(),
+        &metal_options,
         &msl::PipelineOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{name} MSL: {e}"));

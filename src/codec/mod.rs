@@ -1,10 +1,10 @@
 //! The codec: pure CPU code that splits values into a Huffman-coded symbol and raw low bits, lays
 //! the symbols out in independently decodable chunks, and decodes them again.
 //!
-//! # Layout (format version 1)
+//! # Layout (format version 2)
 //!
-//! This is the one description of the layout; the encoder and decoder here and the WGSL decoder in
-//! `shaders/decode.wgsl` follow it.
+//! This is the one description of the layout; the encoder and decoder here and the WGSL decoders
+//! in `shaders/decode_core.wgsl` (decode, chosen blocks, fused products) follow it.
 //!
 //! * A tensor has `n` elements of `w` bits (8, 16 or 32). Each element's top `S` bits (sign,
 //!   exponent, first mantissa bits; `S` chosen per tensor, at most 12) form its *symbol*, rotated
@@ -14,21 +14,31 @@
 //!   little-endian 32-bit words. Length `ceil(n * R / 32)` words.
 //! * **Groups**: `E = 32 / w` consecutive elements form a group, one 32-bit word of output.
 //!   Group `g` holds elements `g*E .. g*E+E` (the last group may be partial).
-//! * **Blocks and chunks**: a block is `LANES * C` consecutive groups (`LANES` = 64, `C` =
-//!   `chunk_groups`, 1024 by default). Within a block, local group `j` belongs to chunk (lane)
-//!   `j % LANES` as its step `j / LANES`. So a chunk holds a fixed number of symbols (`C * E`,
-//!   fewer only at the end of the tensor), and at each step the 64 lanes produce 64 consecutive
-//!   output words: a GPU workgroup of 64 threads writes them coalesced.
-//! * **Stream**: each chunk's symbols in order, each written as its canonical Huffman code, least
+//! * **Streams, quarters and blocks**: a stream decodes `C` groups (`C` = `chunk_groups`, chosen
+//!   per tensor by [`auto_chunk_groups`]: 256 symbols a stream, 512 for tensors large enough to
+//!   keep 65,536 streams). A *quarter* is `LANES * C` consecutive groups (`LANES` = 64): its local
+//!   group `j` belongs to its lane `j % LANES` as that lane's step `j / LANES`, so at each step the
+//!   64 lanes produce 64 consecutive output words and a GPU's writes are coalesced. A *block* is
+//!   four consecutive quarters, `STREAMS` = 256 streams: stream `s` of a block is lane `s % 64` of
+//!   its quarter `s / 64`, and one GPU workgroup of 256 invocations decodes it. Streams past the
+//!   tensor's end are empty.
+//! * **Stream code**: a stream's symbols in order, each as its canonical Huffman code, least
 //!   significant bit first with the code bit-reversed (see [`huffman`]); a symbol without a code
-//!   of its own (shared codebooks only) as the escape's code followed by its `S` top bits. Within a block the chunks
-//!   follow each other bit by bit in lane order; each block starts on a 32-bit word boundary.
-//! * **Chunk index**: the bit length of every chunk as a little-endian u16, `LANES` per block
-//!   (0 for empty chunks). A chunk's start is its block's start plus the lengths of the chunks
-//!   before it in the block; a block's start in words is the sum of `ceil(bits / 32)` of the
-//!   blocks before it. Offsets are computed as u64 on the CPU, so tensors over 4 GiB are fine;
-//!   with per-tensor codes a chunk never exceeds `C * 4 * 12` = 49152 bits; escapes (shared
-//!   codebooks) can make 8-bit chunks longer, and the encoder refuses a chunk over 65535 bits.
+//!   of its own (shared codebooks only) as the escape's code followed by its `S` top bits.
+//! * **Pairs and regions**: streams `2p` and `2p + 1` of a block share *region* `p` (p = 0..128),
+//!   whose length is the sum of their lengths in bits. Stream `2p` is written forward from the
+//!   region's first bit; stream `2p + 1` backward from its last: its `i`-th bit at bit
+//!   `end - 1 - i`. So each stream's start is known from the region alone, and only the region's
+//!   length is indexed. The regions of a block follow each other bit by bit from the block's
+//!   first word; each block starts on a 32-bit word boundary, right after the one before.
+//!   Reading a backward stream is reading forward the bit-reversed words of its region in
+//!   descending order, which is how the WGSL decoder does it.
+//! * **Index**: per block, little-endian u32 words: first `min | width << 27` (the shortest
+//!   region in bits, and the bits of each delta, at most [`MAX_DELTA_BITS`]), then the 128
+//!   deltas `length - min` in `width` bits each, least significant bit first: `4 * width` words.
+//!   So a block's index is `1 + 4 * width` words, about 9 bits a pair on real weights (0.07% to
+//!   0.17% of the file, measured in BENCHMARKS.md). Where each block's index and stream begin is
+//!   a prefix sum the reader computes (as u64 on the CPU, so tensors over 4 GiB are fine).
 //! * **Code table**: code lengths per symbol (see [`Codebook`]), shared or per tensor.
 
 pub mod huffman;
@@ -37,12 +47,25 @@ pub mod shared;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// Chunks (lanes) per block: the GPU decoder's workgroup size.
+/// Lanes of a quarter: the output words of one step, written side by side.
 pub const LANES: usize = 64;
-/// Default groups per chunk. 1024 keeps the chunk index near 0.1% of the compressed size.
-pub const DEFAULT_CHUNK_GROUPS: usize = 1024;
-/// Largest `chunk_groups` accepted, so chunk lengths always fit a u16.
+/// Streams of a block: the GPU decoder's workgroup size.
+pub const STREAMS: usize = 256;
+/// Regions (stream pairs) of a block.
+pub const PAIRS: usize = STREAMS / 2;
+/// Largest `chunk_groups` accepted.
 pub const MAX_CHUNK_GROUPS: usize = 1024;
+/// Widest region-length delta of the index.
+pub const MAX_DELTA_BITS: u32 = 24;
+/// Streams a layer should have at least, for a large GPU to be busy decoding it.
+const TARGET_STREAMS: u64 = 65_536;
+
+/// Groups a stream (`chunk_groups`) for a tensor of `n` elements of `width` bits: 256 symbols,
+/// or 512 when that still gives [`TARGET_STREAMS`] streams (halving the index of large tensors).
+pub fn auto_chunk_groups(n: u64, width: u32) -> usize {
+    let symbols = if n >= 512 * TARGET_STREAMS { 512 } else { 256 };
+    symbols / (32 / width as usize)
+}
 
 /// Bits per element of the dtypes that are coded; `None` for those stored verbatim.
 pub fn element_bits(dtype: &str) -> Option<u32> {
@@ -66,7 +89,7 @@ pub struct Layout {
     pub width: u32,
     /// Bits of each element that are Huffman coded.
     pub sym_bits: u32,
-    /// Groups per chunk.
+    /// Groups per stream.
     pub chunk_groups: usize,
 }
 
@@ -102,17 +125,32 @@ impl Layout {
     pub fn groups(&self) -> u64 {
         self.n.div_ceil(self.elems_per_group())
     }
+    /// Groups per quarter.
+    pub fn quarter_groups(&self) -> u64 {
+        (LANES * self.chunk_groups) as u64
+    }
     /// Groups per block.
     pub fn block_groups(&self) -> u64 {
-        (LANES * self.chunk_groups) as u64
+        (STREAMS * self.chunk_groups) as u64
     }
     /// Blocks.
     pub fn blocks(&self) -> u64 {
         self.groups().div_ceil(self.block_groups())
     }
-    /// Entries in the chunk index.
-    pub fn chunks(&self) -> u64 {
-        self.blocks() * LANES as u64
+    /// Independent decode streams that have symbols: how many GPU threads can decode at once.
+    pub fn streams(&self) -> u64 {
+        let (full, rest) = (
+            self.groups() / self.quarter_groups(),
+            self.groups() % self.quarter_groups(),
+        );
+        full * LANES as u64 + rest.min(LANES as u64)
+    }
+    /// The longest a region can be, in bits: two streams of escapes (a 12-bit code and the
+    /// symbol's own bits each).
+    pub fn max_region_bits(&self) -> u64 {
+        2 * self.chunk_groups as u64
+            * self.elems_per_group()
+            * (huffman::MAX_CODE_LEN + self.sym_bits) as u64
     }
     /// Bytes of the raw plane.
     pub fn raw_bytes(&self) -> u64 {
@@ -121,6 +159,14 @@ impl Layout {
     /// Bytes of the decoded tensor.
     pub fn decoded_bytes(&self) -> u64 {
         self.n * self.width as u64 / 8
+    }
+    /// The groups of stream `s` (0..[`STREAMS`]) of block `b`, in its order.
+    fn stream_groups(&self, b: u64, s: usize) -> impl Iterator<Item = u64> {
+        let first = b * self.block_groups();
+        let end = (first + self.block_groups()).min(self.groups());
+        let start = first + (s / LANES) as u64 * self.quarter_groups() + (s % LANES) as u64;
+        let quarter_end = (start - (s % LANES) as u64 + self.quarter_groups()).min(end);
+        (start..quarter_end).step_by(LANES)
     }
 }
 
@@ -162,19 +208,22 @@ impl Codebook {
         self.lens[self.escape()] > 0 || self.lens[..self.escape()].iter().all(|&l| l > 0)
     }
 
-    /// The decode table as the WGSL decoders read it: 4096 words, entry `i` for the code whose
-    /// bits start `i` (LSB first), holding the symbol's element top bits, unrotated
-    /// ([`rotate_out`] with the tensor's `sym_bits`), as `top << 16 | length`, so the shader
-    /// needs neither the rotation nor a half-word select; the escape as `0x8000 | length`.
+    /// The decode table as the WGSL decoders read it: 4096 16-bit entries, two a word (entry `i`
+    /// in the low half of word `i / 2` when `i` is even), entry `i` for the code whose bits start
+    /// `i` (LSB first), holding the symbol's element top bits, unrotated ([`rotate_out`] with the
+    /// tensor's `sym_bits`), as `top << 4 | length`, so the shader needs no rotation; the escape
+    /// as `0xfff0 | length` (escapes exist for `sym_bits` <= 11 only, whose tops are below
+    /// 0xfff). 8 KiB: it fits WebGPU's guaranteed 16 KiB of workgroup memory with room to spare.
     pub fn gpu_table(&self, sym_bits: u32) -> Vec<u32> {
         let escape = self.escape() as u32;
-        huffman::decode_table(&self.lens)
+        let entries: Vec<u32> = huffman::decode_table(&self.lens)
             .iter()
             .map(|&e| match (e >> 4) as u32 {
-                sym if sym == escape => 0x8000 | (e & 15) as u32,
-                sym => (rotate_out(sym, sym_bits) << 16) | (e & 15) as u32,
+                sym if sym == escape => 0xfff0 | (e & 15) as u32,
+                sym => (rotate_out(sym, sym_bits) << 4) | (e & 15) as u32,
             })
-            .collect()
+            .collect();
+        entries.chunks(2).map(|p| p[0] | p[1] << 16).collect()
     }
 
     /// Serialized form (see the type's doc).
@@ -238,8 +287,8 @@ pub struct Encoded {
     pub stream: Vec<u8>,
     /// Raw low bits.
     pub raw: Vec<u8>,
-    /// Bit length of each chunk, u16 LE.
-    pub chunk_bits: Vec<u8>,
+    /// The index: per block, where its streams start (see the layout).
+    pub index: Vec<u8>,
 }
 
 /// One tensor in coded form: what the encoders make, the file holds and the GPU upload takes.
@@ -249,7 +298,7 @@ pub struct CodedTensor {
     pub layout: Layout,
     /// The code it was written with (its own, or a shared book).
     pub codebook: std::sync::Arc<Codebook>,
-    /// Stream, raw plane and chunk index.
+    /// Stream, raw plane and index.
     pub encoded: Encoded,
 }
 
@@ -353,6 +402,11 @@ impl Choice {
     }
 }
 
+/// The index's size in bits, estimated before encoding: about 9 bits a region on real weights.
+fn index_estimate(layout: &Layout) -> u64 {
+    layout.blocks() * (32 + 9 * PAIRS as u64)
+}
+
 /// Picks the `sym_bits` that makes the tensor smallest, or `None` when storing it verbatim is
 /// at least as small (tiny or incompressible tensors).
 pub fn choose(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Choice>> {
@@ -369,7 +423,7 @@ pub fn choose(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Cho
         let total_bits = huffman::coded_bits(&hist, &codebook.lens)
             + n * layout.raw_bits() as u64
             + 8 * codebook.to_bytes().len() as u64
-            + 16 * layout.chunks();
+            + index_estimate(&layout);
         if best.as_ref().is_none_or(|b| total_bits < b.total_bits) {
             best = Some(Choice {
                 layout,
@@ -448,12 +502,53 @@ fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// One block's stream words, raw words and chunk bit lengths.
-type EncodedBlock = (Vec<u32>, Vec<u32>, Vec<u16>);
+impl BitWriter {
+    /// Appends the first `len` bits of `words`.
+    fn put_bits(&mut self, words: &[u32], len: u64) {
+        for (k, &w) in words.iter().enumerate() {
+            let bits = (len - 32 * k as u64).min(32) as u32;
+            if bits == 0 {
+                break;
+            }
+            self.put(w & mask(bits), bits);
+        }
+    }
+    /// Appends the first `len` bits of `words` in reverse order: bit `len - 1` first.
+    fn put_reversed(&mut self, words: &[u32], len: u64) {
+        let mut end = len;
+        while end > 0 {
+            let k = end.min(32) as u32;
+            let chunk = peek(words, end - k as u64, k);
+            self.put(chunk.reverse_bits() >> (32 - k), k);
+            end -= k as u64;
+        }
+    }
+}
+
+/// The low `bits` bits set (`bits` <= 32).
+#[inline]
+fn mask(bits: u32) -> u32 {
+    if bits >= 32 {
+        u32::MAX
+    } else {
+        (1 << bits) - 1
+    }
+}
+
+/// Bits of the delta width that hold `spread`.
+fn width_for(spread: u64) -> u32 {
+    64 - spread.leading_zeros()
+}
+
+/// One block coded: its stream words and bits, raw words, and index words.
+struct EncodedBlock {
+    stream: Vec<u32>,
+    raw: Vec<u32>,
+    index: Vec<u32>,
+}
 
 /// Encodes `data` (the tensor's bytes) with `book`. Symbols without a code of their own go through
-/// the escape; fails if the book has no escape for such a symbol, or if a chunk would outgrow its
-/// u16 length (possible only for 8-bit data escaping most of its symbols).
+/// the escape; fails if the book has no escape for such a symbol.
 pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> {
     let width = layout.width;
     if data.len() as u64 != layout.decoded_bytes() || book.sym_bits != layout.sym_bits {
@@ -466,93 +561,167 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
     let (s, r) = (layout.sym_bits, layout.raw_bits());
     let (n, e) = (layout.n, layout.elems_per_group());
     let block_groups = layout.block_groups();
+    let code_stream = |b: u64, st: usize| -> Result<BitWriter> {
+        let mut w = BitWriter::new();
+        for g in layout.stream_groups(b, st) {
+            for i in g * e..n.min(g * e + e) {
+                let v = element(data, i as usize, width);
+                let sym = rotate_in(v >> r, s) as usize;
+                let (code, len) = codes[sym];
+                if len > 0 {
+                    w.put(code as u32, len as u32);
+                } else if escape.1 > 0 {
+                    w.put(escape.0 as u32, escape.1 as u32);
+                    w.put(v >> r, s);
+                } else {
+                    return Err(Error::InvalidArgument(format!(
+                        "symbol {sym} of element {i} has no code in the codebook"
+                    )));
+                }
+            }
+        }
+        Ok(w)
+    };
     let blocks: Vec<Result<EncodedBlock>> = (0..layout.blocks())
         .into_par_iter()
         .map(|b| {
-            let first_group = b * block_groups;
-            let groups = block_groups.min(layout.groups() - first_group);
             let mut stream = BitWriter::new();
-            let mut lens = vec![0u16; LANES];
-            for lane in 0..LANES as u64 {
-                let start = stream.total;
-                let mut j = lane;
-                while j < groups {
-                    let g = first_group + j;
-                    for i in g * e..n.min(g * e + e) {
-                        let v = element(data, i as usize, width);
-                        let sym = rotate_in(v >> r, s) as usize;
-                        let (code, len) = codes[sym];
-                        if len > 0 {
-                            stream.put(code as u32, len as u32);
-                        } else if escape.1 > 0 {
-                            stream.put(escape.0 as u32, escape.1 as u32);
-                            stream.put(v >> r, s);
-                        } else {
-                            return Err(Error::InvalidArgument(format!(
-                                "symbol {sym} of element {i} has no code in the codebook"
-                            )));
-                        }
-                    }
-                    j += LANES as u64;
-                }
-                lens[lane as usize] = u16::try_from(stream.total - start).map_err(|_| {
-                    Error::InvalidArgument(
-                        "a chunk outgrows its u16 length: too many escapes".into(),
-                    )
-                })?;
+            let mut regions = [0u64; PAIRS];
+            for (p, region) in regions.iter_mut().enumerate() {
+                let (fwd, bwd) = (code_stream(b, 2 * p)?, code_stream(b, 2 * p + 1)?);
+                let (fwd_bits, bwd_bits) = (fwd.total, bwd.total);
+                stream.put_bits(&fwd.finish(), fwd_bits);
+                stream.put_reversed(&bwd.finish(), bwd_bits);
+                *region = fwd_bits + bwd_bits;
+            }
+            let min = *regions.iter().min().unwrap_or(&0);
+            let delta_bits = width_for(regions.iter().max().unwrap_or(&0) - min);
+            if min >= 1 << 27 || delta_bits > MAX_DELTA_BITS {
+                return Err(Error::InvalidArgument(
+                    "a block's regions are too long for the index".into(),
+                ));
+            }
+            let mut index = BitWriter::new();
+            index.put(min as u32 | delta_bits << 27, 32);
+            for &len in &regions {
+                index.put((len - min) as u32, delta_bits);
             }
             let mut raw = BitWriter::new();
             if r > 0 {
-                let mask = (1u32 << r) - 1;
+                let first_group = b * block_groups;
+                let groups = block_groups.min(layout.groups() - first_group);
                 for i in first_group * e..n.min((first_group + groups) * e) {
-                    raw.put(element(data, i as usize, width) & mask, r);
+                    raw.put(element(data, i as usize, width) & mask(r), r);
                 }
             }
-            Ok((stream.finish(), raw.finish(), lens))
+            Ok(EncodedBlock {
+                stream: stream.finish(),
+                raw: raw.finish(),
+                index: index.finish(),
+            })
         })
         .collect();
     let mut out = Encoded::default();
     for block in blocks {
-        let (stream, raw, lens) = block?;
-        out.stream.extend(words_to_bytes(&stream));
-        out.raw.extend(words_to_bytes(&raw));
-        out.chunk_bits
-            .extend(lens.iter().flat_map(|l| l.to_le_bytes()));
+        let block = block?;
+        out.stream.extend(words_to_bytes(&block.stream));
+        out.raw.extend(words_to_bytes(&block.raw));
+        out.index.extend(words_to_bytes(&block.index));
     }
     Ok(out)
 }
 
-/// Start of each block in stream words (one more entry than blocks: the end), from the chunk index.
-pub fn block_starts(chunk_bits: &[u8]) -> Vec<u64> {
-    let mut starts = vec![0u64];
-    for block in chunk_bits.chunks(2 * LANES) {
-        let bits: u64 = block
-            .chunks(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]) as u64)
-            .sum();
-        starts.push(starts[starts.len() - 1] + bits.div_ceil(32));
-    }
-    starts
+/// Where each block's index and stream start, in words (one more entry than blocks: the ends),
+/// from a tensor's index: what a reader needs before decoding any block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockStarts {
+    /// First index word of each block.
+    pub index: Vec<u64>,
+    /// First stream word of each block.
+    pub stream: Vec<u64>,
 }
 
-/// Checks that the parts have the sizes the layout implies, before anything is decoded.
-pub fn check_parts(layout: &Layout, enc: &Encoded, book: &Codebook, tensor: &str) -> Result<()> {
+/// The lengths in bits of the regions of the block whose index starts at `words[0]` (`words`
+/// may run on past it).
+pub fn region_bits(words: &[u32]) -> [u64; PAIRS] {
+    let head = words.first().copied().unwrap_or(0);
+    let (min, delta_bits) = ((head & mask(27)) as u64, (head >> 27).min(MAX_DELTA_BITS));
+    let deltas = words.get(1..).unwrap_or(&[]);
+    std::array::from_fn(|p| min + peek(deltas, p as u64 * delta_bits as u64, delta_bits) as u64)
+}
+
+/// Walks the index of a tensor of `layout`: each block's start in the index and in the stream.
+/// Checks what can be checked without the stream: the index's size, and every region within what
+/// its symbols could take.
+pub fn block_starts(layout: &Layout, index: &[u8]) -> std::result::Result<BlockStarts, String> {
+    if !index.len().is_multiple_of(4) {
+        return Err(format!("index of {} bytes, not whole words", index.len()));
+    }
+    let words = bytes_to_words(index);
+    let blocks = layout.blocks() as usize;
+    let mut starts = BlockStarts {
+        index: Vec::with_capacity(blocks + 1),
+        stream: Vec::with_capacity(blocks + 1),
+    };
+    let (mut at, mut stream) = (0u64, 0u64);
+    starts.index.push(0);
+    starts.stream.push(0);
+    for b in 0..blocks {
+        let head = *words
+            .get(at as usize)
+            .ok_or_else(|| format!("index ends before block {b}"))?;
+        let delta_bits = head >> 27;
+        if delta_bits > MAX_DELTA_BITS {
+            return Err(format!("block {b}: deltas of {delta_bits} bits"));
+        }
+        let next = at + 1 + 4 * delta_bits as u64;
+        if next > words.len() as u64 {
+            return Err(format!("index ends within block {b}"));
+        }
+        let regions = region_bits(&words[at as usize..next as usize]);
+        if regions.iter().any(|&r| r > layout.max_region_bits()) {
+            return Err(format!(
+                "block {b} has a region longer than its symbols can be"
+            ));
+        }
+        stream += regions.iter().sum::<u64>().div_ceil(32);
+        at = next;
+        starts.index.push(at);
+        starts.stream.push(stream);
+    }
+    if at != words.len() as u64 {
+        return Err(format!(
+            "index has {} words, its {blocks} blocks take {at}",
+            words.len()
+        ));
+    }
+    Ok(starts)
+}
+
+/// Checks that the parts have the sizes the layout implies, before anything is decoded, and
+/// returns where the blocks start.
+pub fn check_parts(
+    layout: &Layout,
+    enc: &Encoded,
+    book: &Codebook,
+    tensor: &str,
+) -> Result<BlockStarts> {
     let (stream, raw) = (enc.stream.len() as u64, enc.raw.len() as u64);
-    validate(layout, book, &enc.chunk_bits, stream, raw, tensor)
+    validate(layout, book, &enc.index, stream, raw, tensor)
 }
 
 /// The one validation of a coded tensor before it is decoded, by the CPU decoder and the GPU
 /// upload alike, so that neither takes what the other refuses: its layout, its code table (for
-/// its symbol width, coding something), its chunk index against its stream (`stream_bytes`) and
-/// the raw plane's size.
+/// its symbol width, coding something), its index against its stream (`stream_bytes`) and the
+/// raw plane's size. Returns where the blocks start.
 pub fn validate(
     layout: &Layout,
     book: &Codebook,
-    chunk_bits: &[u8],
+    index: &[u8],
     stream_bytes: u64,
     raw_bytes: u64,
     tensor: &str,
-) -> Result<()> {
+) -> Result<BlockStarts> {
     // a layout made other than by Layout::new
     let checked = Layout::new(layout.n, layout.width, layout.sym_bits, layout.chunk_groups);
     if checked.ok() != Some(*layout) {
@@ -570,35 +739,13 @@ pub fn validate(
     if layout.n > 0 && book.lens.iter().all(|&l| l == 0) {
         return Err(Error::corrupt(tensor, "its code table codes no symbol"));
     }
-    if chunk_bits.len() as u64 != 2 * layout.chunks() {
-        return Err(Error::corrupt(
-            tensor,
-            format!(
-                "chunk index has {} bytes, layout needs {}",
-                chunk_bits.len(),
-                2 * layout.chunks()
-            ),
-        ));
-    }
-    // the longest a symbol can take is an escape: a 12-bit code and the symbol's own bits
-    let max_bits = (layout.chunk_groups as u64)
-        * layout.elems_per_group()
-        * (huffman::MAX_CODE_LEN + layout.sym_bits) as u64;
-    if chunk_bits
-        .chunks(2)
-        .any(|c| u16::from_le_bytes([c[0], c[1]]) as u64 > max_bits)
-    {
-        return Err(Error::corrupt(
-            tensor,
-            "a chunk is longer than its symbols can be",
-        ));
-    }
-    let words = block_starts(chunk_bits).last().copied().unwrap_or(0);
+    let starts = block_starts(layout, index).map_err(|why| Error::corrupt(tensor, why))?;
+    let words = starts.stream.last().copied().unwrap_or(0);
     if stream_bytes != 4 * words {
         return Err(Error::corrupt(
             tensor,
             format!(
-                "stream has {stream_bytes} bytes, chunk index says {}",
+                "stream has {stream_bytes} bytes, its index says {}",
                 4 * words
             ),
         ));
@@ -612,7 +759,47 @@ pub fn validate(
             ),
         ));
     }
-    Ok(())
+    Ok(starts)
+}
+
+/// Reads `len` (at most 32) bits ending at bit `end` of `words`, backwards: bit `end - 1` comes
+/// first, in bit 0. Bits before the start read as zero.
+#[inline]
+fn peek_back(words: &[u32], end: u64, len: u32) -> u32 {
+    let window = if end >= 32 {
+        peek(words, end - 32, 32)
+    } else if end == 0 {
+        0
+    } else {
+        peek(words, 0, 32) << (32 - end)
+    };
+    window.reverse_bits() & mask(len)
+}
+
+/// A stream being read: forward from bit `at`, or backward from bit `at` (exclusive).
+struct Reader<'a> {
+    words: &'a [u32],
+    at: u64,
+    backward: bool,
+}
+
+impl Reader<'_> {
+    #[inline]
+    fn peek(&self, len: u32) -> u32 {
+        if self.backward {
+            peek_back(self.words, self.at, len)
+        } else {
+            peek(self.words, self.at, len)
+        }
+    }
+    #[inline]
+    fn skip(&mut self, len: u32) {
+        if self.backward {
+            self.at = self.at.wrapping_sub(len as u64);
+        } else {
+            self.at += len as u64;
+        }
+    }
 }
 
 /// Decodes into `out` (exactly the tensor's bytes). Corrupt input gives an error or wrong bytes
@@ -624,23 +811,17 @@ pub fn decode(
     out: &mut [u8],
     tensor: &str,
 ) -> Result<()> {
-    check_parts(layout, enc, book, tensor)?;
+    let starts = check_parts(layout, enc, book, tensor)?;
     if out.len() as u64 != layout.decoded_bytes() {
         return Err(Error::OutputTooSmall {
             expected: layout.decoded_bytes() as usize,
             actual: out.len(),
         });
     }
-    if book.sym_bits != layout.sym_bits {
-        return Err(Error::corrupt(
-            tensor,
-            "codebook symbol width differs from the tensor's",
-        ));
-    }
     let table = huffman::decode_table(&book.lens);
     let stream = bytes_to_words(&enc.stream);
+    let index = bytes_to_words(&enc.index);
     let raw = bytes_to_words(&enc.raw);
-    let starts = block_starts(&enc.chunk_bits);
     let (s, r, width) = (layout.sym_bits, layout.raw_bits(), layout.width);
     let (n, e) = (layout.n, layout.elems_per_group());
     let block_groups = layout.block_groups();
@@ -649,53 +830,57 @@ pub fn decode(
         .enumerate()
         .try_for_each(|(b, out)| {
             let first_group = b as u64 * block_groups;
-            let groups = block_groups.min(layout.groups() - first_group);
-            let block_stream = &stream[starts[b] as usize..starts[b + 1] as usize];
-            let mut pos = 0u64;
-            for lane in 0..LANES as u64 {
-                let k = 2 * (b * LANES + lane as usize);
-                let len = u16::from_le_bytes([enc.chunk_bits[k], enc.chunk_bits[k + 1]]) as u64;
-                let end = pos + len;
-                let mut j = lane;
-                while j < groups {
-                    let g = first_group + j;
-                    for i in g * e..n.min(g * e + e) {
-                        let entry =
-                            table[peek(block_stream, pos, huffman::MAX_CODE_LEN) as usize] as u32;
-                        if entry & 15 == 0 {
-                            return Err(Error::corrupt(tensor, "bit pattern with no code"));
-                        }
-                        pos += (entry & 15) as u64;
-                        let top = if (entry >> 4) as usize == book.escape() {
-                            pos += s as u64;
-                            peek(block_stream, pos - s as u64, s)
-                        } else {
-                            rotate_out(entry >> 4, s)
-                        };
-                        let low = if r > 0 {
-                            peek(&raw, i * r as u64, r)
-                        } else {
-                            0
-                        };
-                        let v = top << r | low;
-                        let at = (i - first_group * e) as usize * (width as usize / 8);
-                        match width {
-                            8 => out[at] = v as u8,
-                            16 => out[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
-                            _ => out[at..at + 4].copy_from_slice(&v.to_le_bytes()),
+            let block_stream = &stream[starts.stream[b] as usize..starts.stream[b + 1] as usize];
+            let regions = region_bits(&index[starts.index[b] as usize..]);
+            let mut region_start = 0u64;
+            for (p, &region) in regions.iter().enumerate() {
+                let region_end = region_start + region;
+                let mut ends = [0u64; 2];
+                for (half, end) in ends.iter_mut().enumerate() {
+                    let mut rd = Reader {
+                        words: block_stream,
+                        at: if half == 0 { region_start } else { region_end },
+                        backward: half == 1,
+                    };
+                    for g in layout.stream_groups(b as u64, 2 * p + half) {
+                        for i in g * e..n.min(g * e + e) {
+                            let entry = table[rd.peek(huffman::MAX_CODE_LEN) as usize] as u32;
+                            if entry & 15 == 0 {
+                                return Err(Error::corrupt(tensor, "bit pattern with no code"));
+                            }
+                            rd.skip(entry & 15);
+                            let top = if (entry >> 4) as usize == book.escape() {
+                                // read in stream order either way, as the codes are
+                                let top = rd.peek(s);
+                                rd.skip(s);
+                                top
+                            } else {
+                                rotate_out(entry >> 4, s)
+                            };
+                            let low = if r > 0 {
+                                peek(&raw, i * r as u64, r)
+                            } else {
+                                0
+                            };
+                            let v = top << r | low;
+                            let at = (i - first_group * e) as usize * (width as usize / 8);
+                            match width {
+                                8 => out[at] = v as u8,
+                                16 => out[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+                                _ => out[at..at + 4].copy_from_slice(&v.to_le_bytes()),
+                            }
                         }
                     }
-                    j += LANES as u64;
+                    *end = rd.at;
                 }
-                if pos != end {
+                // the two streams must meet exactly: a region of another length is corrupt
+                if ends[0] != ends[1] {
                     return Err(Error::corrupt(
                         tensor,
-                        format!(
-                            "chunk {lane} of block {b} decoded {} bits, index says {len}",
-                            len + pos - end
-                        ),
+                        format!("region {p} of block {b}: its two streams do not meet"),
                     ));
                 }
+                region_start = region_end;
             }
             Ok(())
         })

@@ -32,7 +32,7 @@ use crate::error::Result;
 use serde::{Deserialize, Serialize};
 
 /// Version of the container layout written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Name of the tensor holding the original header.
 pub const HEADER_TENSOR: &str = "__vramzip__.header";
 /// The `format` entry of a compressed file's `__metadata__`, so that checkpoint loaders do not
@@ -53,8 +53,10 @@ pub enum Coding {
     Huffman {
         /// Coded top bits per element.
         sym_bits: u32,
-        /// Groups per chunk.
+        /// Groups per stream.
         chunk_groups: usize,
+        /// Bytes of the index.
+        index_bytes: u64,
         /// Bytes of the Huffman stream.
         stream_bytes: u64,
         /// Name of a shared codebook tensor; `None`: the table ends this tensor's own data.
@@ -86,7 +88,7 @@ pub struct ManifestTensor {
 pub struct Manifest {
     /// Container version.
     pub format: u32,
-    /// Chunks per block (the codec's `LANES`).
+    /// Lanes of a quarter (the codec's `LANES`).
     pub lanes: usize,
     /// Original tensors in file order.
     pub tensors: Vec<ManifestTensor>,

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 /// Where the parts of a coded tensor lie in the file: absolute byte ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartRanges {
-    /// Chunk index.
-    pub chunks: (u64, u64),
+    /// Index.
+    pub index: (u64, u64),
     /// Huffman stream.
     pub stream: (u64, u64),
     /// Raw plane.
@@ -122,6 +122,16 @@ impl Archive {
         if number(&v.format) != Some(FORMAT_VERSION as u64)
             || number(&v.lanes) != Some(codec::LANES as u64)
         {
+            if number(&v.format) == Some(1) {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "vramzip format 1 (layout v1); this build reads format {FORMAT_VERSION} \
+                         (layout v2): decompress it with the vramzip that wrote it, then compress \
+                         the original again"
+                    ),
+                ));
+            }
             let show =
                 |x: &Option<serde_json::Value>| x.as_ref().map_or("none".into(), |x| x.to_string());
             return Err(Error::invalid(
@@ -190,6 +200,7 @@ impl Archive {
                 Coding::Huffman {
                     sym_bits,
                     chunk_groups,
+                    index_bytes,
                     stream_bytes,
                     codebook,
                 } => {
@@ -216,8 +227,8 @@ impl Archive {
                             end - start
                         )));
                     }
-                    let chunks = (start, start + 2 * layout.chunks());
-                    let stream = (chunks.1, chunks.1.saturating_add(*stream_bytes));
+                    let index = (start, start.saturating_add(*index_bytes));
+                    let stream = (index.1, index.1.saturating_add(*stream_bytes));
                     let raw = (stream.1, stream.1.saturating_add(layout.raw_bytes()));
                     let table = match codebook {
                         None => (raw.1, end),
@@ -233,7 +244,7 @@ impl Archive {
                     Form::Huffman {
                         layout,
                         parts: PartRanges {
-                            chunks,
+                            index,
                             stream,
                             raw,
                             table,
@@ -431,7 +442,7 @@ impl Archive {
         Ok(Encoded {
             stream: self.read_range(p.stream)?,
             raw: self.read_range(p.raw)?,
-            chunk_bits: self.read_range(p.chunks)?,
+            index: self.read_range(p.index)?,
         })
     }
 

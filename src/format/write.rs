@@ -11,36 +11,34 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Options for [`compress_file`]: `CompressOptions::default()` and the `with_` methods.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct CompressOptions {
-    /// Groups per chunk (see [`crate::codec`]); smaller gives the GPU more parallel chunks at the
-    /// price of a larger chunk index.
-    pub chunk_groups: usize,
+    /// Groups per stream for every tensor (see [`crate::codec`]); `None` (the default): chosen
+    /// per tensor by [`codec::auto_chunk_groups`]. Smaller gives the GPU more parallel streams
+    /// at the price of a larger index.
+    pub chunk_groups: Option<usize>,
     /// Shared codebooks: tensors of a dtype that has one are coded with it in one pass (no
     /// histogram, no table of their own); the book is stored once in the file.
     pub codebooks: Option<std::sync::Arc<codec::shared::Codebooks>>,
 }
 
 impl CompressOptions {
-    /// Groups per chunk, 1 to [`codec::MAX_CHUNK_GROUPS`] (checked when compressing).
+    /// Groups per stream for every tensor, 1 to [`codec::MAX_CHUNK_GROUPS`] (checked when
+    /// compressing), instead of the per-tensor choice.
     pub fn with_chunk_groups(mut self, chunk_groups: usize) -> Self {
-        self.chunk_groups = chunk_groups;
+        self.chunk_groups = Some(chunk_groups);
         self
+    }
+    /// Groups per stream for a tensor of `bytes` bytes of `width`-bit elements.
+    pub fn chunk_groups_for(&self, bytes: u64, width: u32) -> usize {
+        self.chunk_groups
+            .unwrap_or_else(|| codec::auto_chunk_groups(bytes * 8 / width as u64, width))
     }
     /// Shared codebooks for single-stage coding.
     pub fn with_codebooks(mut self, books: std::sync::Arc<codec::shared::Codebooks>) -> Self {
         self.codebooks = Some(books);
         self
-    }
-}
-
-impl Default for CompressOptions {
-    fn default() -> Self {
-        CompressOptions {
-            chunk_groups: codec::DEFAULT_CHUNK_GROUPS,
-            codebooks: None,
-        }
     }
 }
 
@@ -136,10 +134,10 @@ pub fn tensor_stats(
         dtype: dtype.to_string(),
         elements: layout.n,
         original_bytes: layout.decoded_bytes(),
-        compressed_bytes: (enc.stream.len() + enc.raw.len() + enc.chunk_bits.len()) as u64 + table,
-        index_bytes: enc.chunk_bits.len() as u64,
+        compressed_bytes: (enc.stream.len() + enc.raw.len() + enc.index.len()) as u64 + table,
+        index_bytes: enc.index.len() as u64,
         table_bytes: table,
-        streams: layout.chunks(),
+        streams: layout.streams(),
         sym_bits: Some(layout.sym_bits),
         bound_bits: huffman::entropy_bits(hist) + raw_total as f64,
         unlimited_bits: unlimited,
@@ -397,19 +395,20 @@ pub fn compress_file(
         let sum = checksum(&bytes);
         whole.update(&bytes);
         let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(&t.dtype));
+        let chunk_groups = |width| opts.chunk_groups_for(bytes.len() as u64, width);
         let coded = match (codec::element_bits(&t.dtype), shared) {
             (Some(width), Some(book)) if !bytes.is_empty() => {
-                // single stage; the rare tensor whose escapes overflow a chunk gets its own code
-                match codec::shared::encode_with(&bytes, width, book.clone(), opts.chunk_groups) {
+                // single stage; the rare tensor whose escapes overflow the index gets its own code
+                match codec::shared::encode_with(&bytes, width, book.clone(), chunk_groups(width)) {
                     Ok(coded) => Some(Written {
                         coded,
                         shared: Some(shared_name(&t.dtype)),
                         hist: None,
                     }),
-                    Err(_) => own_code(&bytes, width, opts.chunk_groups)?,
+                    Err(_) => own_code(&bytes, width, chunk_groups(width))?,
                 }
             }
-            (Some(width), _) => own_code(&bytes, width, opts.chunk_groups)?,
+            (Some(width), _) => own_code(&bytes, width, chunk_groups(width))?,
             (None, _) => None,
         };
         let coding = match coded {
@@ -432,7 +431,7 @@ pub fn compress_file(
                         Vec::new()
                     }
                 };
-                let blob = [&enc.chunk_bits[..], &enc.stream, &enc.raw, &table].concat();
+                let blob = [&enc.index[..], &enc.stream, &enc.raw, &table].concat();
                 out.put_u8(t.name.clone(), &blob)?;
                 let mut st = tensor_stats(
                     &t.name,
@@ -455,7 +454,8 @@ pub fn compress_file(
                 stats.tensors.push(st);
                 Coding::Huffman {
                     sym_bits: layout.sym_bits,
-                    chunk_groups: opts.chunk_groups,
+                    chunk_groups: layout.chunk_groups,
+                    index_bytes: enc.index.len() as u64,
                     stream_bytes: enc.stream.len() as u64,
                     codebook: shared,
                 }

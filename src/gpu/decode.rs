@@ -19,6 +19,16 @@ struct DecodeParams {
     pad: u32,
 }
 
+/// Most workgroups a decoder dispatch starts: about what a large GPU holds at once (an H100 or
+/// H200 has 132 multiprocessors of up to 8 such workgroups). Each takes a contiguous range of
+/// the blocks, so it loads a tensor's code table once for all its blocks of that tensor.
+const RESIDENT_WORKGROUPS: u64 = 2048;
+
+/// Workgroups for a decoder dispatch of `blocks` blocks.
+pub(super) fn resident_workgroups(blocks: u64) -> u32 {
+    blocks.clamp(1, RESIDENT_WORKGROUPS) as u32
+}
+
 impl GpuContext {
     /// Records the decode of `group` into `encoder`, its output written at byte `offset` of `out`
     /// (a multiple of 4) as `group.slices` describes. One dispatch for all coded tensors, one copy
@@ -139,7 +149,7 @@ impl GpuContext {
             .chain(extra.iter().map(|&b| (b, 0, None)))
             .collect();
         let constants = [escapes_constant(c.escapes)];
-        let workgroups = [workgroups as u32, 1];
+        let workgroups = [resident_workgroups(workgroups), 1];
         self.dispatch_ranges(encoder, kernel, &constants, params, &ranges, workgroups);
     }
 

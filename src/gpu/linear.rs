@@ -409,7 +409,7 @@ impl GpuContext {
             buffers.extend([x, partials]);
             let constants = [escapes_constant(coded.escapes), batch_constant(n)];
             let kernel = &self.kernels.fused;
-            let workgroups = [fusion.blocks, 1];
+            let workgroups = [super::decode::resident_workgroups(fusion.blocks as u64), 1];
             self.dispatch(encoder, kernel, &constants, &params, &buffers, workgroups);
             let params = SumParams {
                 rows: layer.rows,

@@ -5,7 +5,7 @@
 //! too large for one binding). Tensors stored verbatim travel in the group too and are copied.
 
 use super::GpuContext;
-use crate::codec::{self, Codebook, CodedTensor, LANES, Layout};
+use crate::codec::{self, Codebook, CodedTensor, Layout};
 use crate::error::{Error, Result};
 use crate::format::{Archive, TensorEntry};
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ pub struct Slice {
 pub(super) struct Coded {
     pieces: wgpu::Buffer,
     block_info: wgpu::Buffer,
-    chunk_bits: wgpu::Buffer,
+    index: wgpu::Buffer,
     stream: wgpu::Buffer,
     raw: wgpu::Buffer,
     table: wgpu::Buffer,
@@ -61,7 +61,7 @@ impl Coded {
         [
             &self.pieces,
             &self.block_info,
-            &self.chunk_bits,
+            &self.index,
             &self.stream,
             &self.raw,
             &self.table,
@@ -152,8 +152,8 @@ impl Source<'_> {
     }
     fn index(&self) -> Result<Vec<u8>> {
         match self {
-            Source::Archive(a, t) => a.read_range(part_ranges(t)?.chunks),
-            Source::Coded(_, c) => Ok(c.encoded.chunk_bits.clone()),
+            Source::Archive(a, t) => a.read_range(part_ranges(t)?.index),
+            Source::Coded(_, c) => Ok(c.encoded.index.clone()),
         }
     }
     fn codebook(&self) -> Result<std::sync::Arc<Codebook>> {
@@ -223,8 +223,8 @@ fn part_ranges(t: &TensorEntry) -> Result<crate::format::PartRanges> {
 #[derive(Default)]
 struct Builder {
     pieces: Vec<PieceDesc>,
-    block_info: Vec<[u32; 2]>,
-    chunk_bits: Vec<u8>,
+    block_info: Vec<[u32; 4]>,
+    index: Vec<u8>,
     stream: Vec<u8>,
     raw: Vec<u8>,
     table: Vec<u8>,
@@ -249,14 +249,14 @@ impl Builder {
     fn is_empty(&self) -> bool {
         self.slices.is_empty()
     }
-    fn fits(&self, limit: u64, stream: u64, raw: u64, out: u64, stored: u64) -> bool {
+    fn fits(&self, limit: u64, [stream, raw, out, index]: [u64; 4], stored: u64) -> bool {
         self.stream.len() as u64 + stream + 4 <= limit
             && self.raw.len() as u64 + raw + 4 <= limit
             && self.out + out <= limit
             && self.stored.len() as u64 + stored <= limit
-            && self.table.len() as u64 + 16384 <= limit
-            && self.chunk_bits.len() as u64 + 2 * (self.block_info.len() as u64 + 1) * LANES as u64
-                <= limit
+            && self.table.len() as u64 + 8192 <= limit
+            && self.index.len() as u64 + index + 4 <= limit
+            && 16 * (self.block_info.len() as u64 + 1) <= limit
     }
 }
 
@@ -311,7 +311,7 @@ impl GpuContext {
                 // over several groups, as coded tensors go by blocks
                 let data = t.stored()?;
                 let largest = limit / 4 * 4;
-                if !Builder::default().fits(limit, 0, 0, largest, largest) {
+                if !Builder::default().fits(limit, [0, 0, largest, 0], largest) {
                     return Err(Error::TooLarge {
                         what: format!("stored tensor '{name}' on the GPU"),
                         size: data.len() as u64,
@@ -326,7 +326,7 @@ impl GpuContext {
                 let mut tensor_offset = 0;
                 for piece in pieces {
                     let bytes = padded(piece.len() as u64);
-                    if !b.fits(limit, 0, 0, bytes, bytes) {
+                    if !b.fits(limit, [0, 0, bytes, 0], bytes) {
                         groups.push(self.finish(std::mem::replace(
                             &mut b,
                             Builder::with_capacity(stream_cap, raw_cap),
@@ -351,8 +351,7 @@ impl GpuContext {
             let (index, book) = (t.index()?, t.codebook()?);
             let (stream_bytes, raw_bytes) = (t.part_bytes(Part::Stream), t.part_bytes(Part::Raw));
             // what the CPU decoder would refuse, the GPU never takes
-            codec::validate(layout, &book, &index, stream_bytes, raw_bytes, name)?;
-            let starts = codec::block_starts(&index);
+            let starts = codec::validate(layout, &book, &index, stream_bytes, raw_bytes, name)?;
             let lut = book.gpu_table(layout.sym_bits);
             let block_groups = layout.block_groups();
             let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
@@ -373,18 +372,19 @@ impl GpuContext {
             while b0 < blocks {
                 // the largest run of blocks from b0 that fits what is left of this group
                 let size = |b1: u64| {
-                    let stream = 4 * (starts[b1 as usize] - starts[b0 as usize]);
-                    let raw = (b1 * block_raw).min(raw_len) - b0 * block_raw;
-                    let out = 4 * ((b1 * block_groups).min(layout.groups()) - b0 * block_groups);
-                    (stream, raw, out)
+                    let (b0, b1) = (b0 as usize, b1 as usize);
+                    let stream = 4 * (starts.stream[b1] - starts.stream[b0]);
+                    let raw = (b1 as u64 * block_raw).min(raw_len) - b0 as u64 * block_raw;
+                    let out = 4
+                        * ((b1 as u64 * block_groups).min(layout.groups())
+                            - b0 as u64 * block_groups);
+                    let index = 4 * (starts.index[b1] - starts.index[b0]);
+                    [stream, raw, out, index]
                 };
-                let fits = |b: &Builder, b1: u64| {
-                    let (s, r, o) = size(b1);
-                    b.fits(limit, s, r, o, 0)
-                };
+                let fits = |b: &Builder, b1: u64| b.fits(limit, size(b1), 0);
                 if !fits(&b, b0 + 1) {
                     if b.is_empty() {
-                        let (s, _, _) = size(b0 + 1);
+                        let [s, ..] = size(b0 + 1);
                         return Err(Error::TooLarge {
                             what: format!("one block of '{name}' on the GPU (binding limit)"),
                             size: s,
@@ -411,7 +411,7 @@ impl GpuContext {
                 let table_base = match b.tables.get(&t.table_key()) {
                     Some(&base) => base,
                     None => {
-                        b.escapes |= lut.iter().any(|&e| e & 0x8000 != 0);
+                        b.escapes |= book.lens[book.escape()] > 0;
                         let base = (b.table.len() / 4) as u32;
                         b.table.extend_from_slice(bytemuck::cast_slice(&lut));
                         b.tables.insert(t.table_key(), base);
@@ -420,15 +420,23 @@ impl GpuContext {
                 };
                 let first_block = b.block_info.len() as u32;
                 let stream_base = (b.stream.len() / 4) as u64;
-                for blk in b0..b1 {
-                    let start = stream_base + starts[blk as usize] - starts[b0 as usize];
-                    b.block_info.push([b.pieces.len() as u32, start as u32]);
+                let index_base = (b.index.len() / 4) as u64;
+                let (i0, i1) = (starts.index[b0 as usize], starts.index[b1 as usize]);
+                for blk in b0 as usize..b1 as usize {
+                    let stream = stream_base + starts.stream[blk] - starts.stream[b0 as usize];
+                    let index = index_base + starts.index[blk] - i0;
+                    b.block_info
+                        .push([b.pieces.len() as u32, stream as u32, index as u32, 0]);
                 }
-                let (s, r, o) = size(b1);
-                b.chunk_bits.extend(
-                    &index[(b0 * 2 * LANES as u64) as usize..(b1 * 2 * LANES as u64) as usize],
-                );
-                t.append(Part::Stream, 4 * starts[b0 as usize], s, &mut b.stream)?;
+                let [s, r, o, _] = size(b1);
+                b.index
+                    .extend_from_slice(&index[4 * i0 as usize..4 * i1 as usize]);
+                t.append(
+                    Part::Stream,
+                    4 * starts.stream[b0 as usize],
+                    s,
+                    &mut b.stream,
+                )?;
                 let raw_base = (b.raw.len() / 4) as u32;
                 t.append(Part::Raw, b0 * block_raw, r, &mut b.raw)?;
                 b.raw.resize(padded(b.raw.len() as u64) as usize, 0);
@@ -485,7 +493,7 @@ impl GpuContext {
             pieces: self.storage_buffer("pieces", bytemuck::cast_slice(&b.pieces).to_vec()),
             block_info: self
                 .storage_buffer("block info", bytemuck::cast_slice(&b.block_info).to_vec()),
-            chunk_bits: self.storage_buffer("chunk index", b.chunk_bits),
+            index: self.storage_buffer("index", b.index),
             stream: self.storage_buffer("stream", b.stream),
             raw: self.storage_buffer("raw plane", b.raw),
             table: self.storage_buffer("decode tables", b.table),

@@ -46,10 +46,11 @@ enum Cmd {
         /// Overwrite OUT if it exists.
         #[arg(long)]
         force: bool,
-        /// Groups (32-bit output words) per chunk, 1 to 1024: smaller gives the GPU more
-        /// parallel chunks, at the price of a larger chunk index.
-        #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS as u64, value_parser = chunk_groups())]
-        chunk_groups: u64,
+        /// Groups (32-bit output words) per decode stream for every tensor, 1 to 1024, instead
+        /// of the per-tensor choice (256 symbols a stream, 512 for the largest tensors): smaller
+        /// gives the GPU more parallel streams, at the price of a larger index.
+        #[arg(long, value_parser = chunk_groups())]
+        chunk_groups: Option<u64>,
         /// Code every tensor of a dtype in this file with its shared codebook, in one pass.
         #[arg(long, conflicts_with = "shared_codebook")]
         codebook: Option<PathBuf>,
@@ -101,9 +102,9 @@ enum Cmd {
         /// Also draw the throughput and load-time comparison into this SVG file.
         #[arg(long)]
         plot: Option<PathBuf>,
-        /// Groups per chunk used for the compression (see `compress --help`).
-        #[arg(long, default_value_t = vramzip::codec::DEFAULT_CHUNK_GROUPS as u64, value_parser = chunk_groups())]
-        chunk_groups: u64,
+        /// Groups per stream for the compression (see `compress --help`).
+        #[arg(long, value_parser = chunk_groups())]
+        chunk_groups: Option<u64>,
     },
 }
 
@@ -163,8 +164,10 @@ fn chunk_groups() -> clap::builder::RangedU64ValueParser<u64> {
 fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
     let mut gpu_opts = GpuOptions::default();
     gpu_opts.backend = backend;
-    let compress_opts =
-        |chunk_groups: u64| CompressOptions::default().with_chunk_groups(chunk_groups as usize);
+    let compress_opts = |chunk_groups: Option<u64>| match chunk_groups {
+        Some(c) => CompressOptions::default().with_chunk_groups(c as usize),
+        None => CompressOptions::default(),
+    };
     match cmd {
         Cmd::Compress {
             input,
