@@ -2,10 +2,10 @@
 //!
 //! The length limit is [`MAX_CODE_LEN`] = 12 bits so that the decode table has 4096 entries of
 //! 16 bits (symbol << 4 | length): 8 KiB, which fits WebGPU's guaranteed 16 KiB of workgroup
-//! memory and stays resident in a GPU's L1 cache (the WGSL decoder reads it through the cache,
-//! which measured 2x faster on an H100 than a copy in workgroup memory). The cap costs about 0.6%
-//! of the Huffman stream against unlimited codes on real bf16 weights, 0.15% of the file
-//! (`vramzip bench` prints it).
+//! memory (the WGSL decoders keep the current tensor's table there, two entries a word). With the
+//! optimal length-limited code the cap costs 0.26% (all-MiniLM-L6-v2) and 0.39%
+//! (all-mpnet-base-v2) of the Huffman stream against unlimited codes on real bf16 weights
+//! (`vramzip inspect --json` prints it as `length_cap_cost_pct`).
 //! Codes are written least-significant bit first and stored bit-reversed, so a decoder peeks the
 //! next 12 bits of its stream and indexes the table with them directly.
 
@@ -16,14 +16,16 @@ pub const MAX_SYM_BITS: u32 = 12;
 /// Entries in a decode table.
 pub const TABLE_SIZE: usize = 1 << MAX_CODE_LEN;
 
-/// Code lengths (0 = symbol absent) for `freq`, optimal Huffman lengths capped at `max_len`.
+/// Code lengths (0 = symbol absent) for `freq`: the optimal prefix code whose codes are at most
+/// `max_len` bits (package-merge, Larmore and Hirschberg 1990).
 ///
-/// One present symbol gets length 1, so every present symbol costs at least one bit. Lengths beyond
-/// the cap are clamped and the Kraft sum is repaired by lengthening the least frequent codes that
-/// are still short, which costs little because those symbols are rare.
+/// One present symbol gets length 1, so every present symbol costs at least one bit. Against the
+/// clamp-and-repair heuristic used before, the optimal limited code made whole compressed models
+/// 0.17% to 0.19% smaller in bf16, 0.03% in f16 and 0.07% in f32 (all-MiniLM-L6-v2 and
+/// all-mpnet-base-v2; BENCHMARKS.md).
 pub fn code_lengths(freq: &[u64], max_len: u32) -> Vec<u8> {
     let mut lens = vec![0u8; freq.len()];
-    let present: Vec<usize> = (0..freq.len()).filter(|&s| freq[s] > 0).collect();
+    let mut present: Vec<usize> = (0..freq.len()).filter(|&s| freq[s] > 0).collect();
     match present.len() {
         0 => return lens,
         1 => {
@@ -36,27 +38,49 @@ pub fn code_lengths(freq: &[u64], max_len: u32) -> Vec<u8> {
         present.len() <= 1usize << max_len,
         "alphabet larger than the code space"
     );
-    let depths = huffman_depths(&present.iter().map(|&s| freq[s]).collect::<Vec<_>>());
-    for (&s, &d) in present.iter().zip(&depths) {
-        lens[s] = d.min(max_len) as u8;
+    present.sort_by_key(|&s| (freq[s], s));
+    // Nodes: leaves (a symbol) and packages (two nodes of the list one level deeper).
+    enum Node {
+        Leaf(usize),
+        Package(usize, usize),
     }
-    // Kraft repair: sum of 2^(max_len - len) must not exceed 2^max_len.
-    let full = 1u64 << max_len;
-    let mut kraft: u64 = present
+    let mut nodes: Vec<Node> = present.iter().map(|&s| Node::Leaf(s)).collect();
+    let leaves: Vec<(u64, usize)> = present
         .iter()
-        .map(|&s| 1u64 << (max_len - lens[s] as u32))
-        .sum();
-    if kraft > full {
-        let mut by_rarity = present.clone();
-        by_rarity.sort_by_key(|&s| (freq[s], s));
-        while kraft > full {
-            // The rarest symbol that can still grow gives the smallest increase in coded size.
-            let s = *by_rarity
-                .iter()
-                .find(|&&s| (lens[s] as u32) < max_len)
-                .expect("all codes at the cap always satisfy Kraft");
-            kraft -= 1u64 << (max_len - lens[s] as u32 - 1);
-            lens[s] += 1;
+        .enumerate()
+        .map(|(i, &s)| (freq[s], i))
+        .collect();
+    // The list of the deepest level is the leaves; each level up merges the leaves with the
+    // packages of adjacent pairs of the level below, by weight.
+    let mut list = leaves.clone();
+    for _ in 1..max_len {
+        let mut packages = Vec::with_capacity(list.len() / 2);
+        for pair in list.chunks_exact(2) {
+            nodes.push(Node::Package(pair[0].1, pair[1].1));
+            packages.push((pair[0].0 + pair[1].0, nodes.len() - 1));
+        }
+        let mut merged = Vec::with_capacity(leaves.len() + packages.len());
+        let (mut i, mut j) = (0, 0);
+        while i < leaves.len() || j < packages.len() {
+            if j == packages.len() || (i < leaves.len() && leaves[i].0 <= packages[j].0) {
+                merged.push(leaves[i]);
+                i += 1;
+            } else {
+                merged.push(packages[j]);
+                j += 1;
+            }
+        }
+        list = merged;
+    }
+    // Each symbol's length is how often its leaf occurs in the first 2n - 2 items of the top list.
+    let mut stack: Vec<usize> = list[..2 * present.len() - 2]
+        .iter()
+        .map(|&(_, k)| k)
+        .collect();
+    while let Some(k) = stack.pop() {
+        match nodes[k] {
+            Node::Leaf(s) => lens[s] += 1,
+            Node::Package(a, b) => stack.extend([a, b]),
         }
     }
     lens
