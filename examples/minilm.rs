@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     let mut model = root.join("data/minilm");
     let mut file = "model.safetensors";
-    let mut chunk_groups = 64;
+    let mut opts = CompressOptions::default();
     let mut sentences = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -37,10 +37,11 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             "--bf16" => file = "model-bf16.safetensors",
             "--f16" => file = "model-f16.safetensors",
             "--chunk-groups" => {
-                chunk_groups = args
-                    .next()
-                    .ok_or("--chunk-groups needs a number")?
-                    .parse()?
+                opts = opts.with_chunk_groups(
+                    args.next()
+                        .ok_or("--chunk-groups needs a number")?
+                        .parse()?,
+                )
             }
             _ => sentences.push(a),
         }
@@ -77,7 +78,6 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }))?;
 
     let packed = std::env::temp_dir().join(format!("minilm-{}.vz", std::process::id()));
-    let opts = CompressOptions::default().with_chunk_groups(chunk_groups);
     let t0 = Instant::now();
     format::compress_file(&file, &packed, &opts, &|_| {})?;
     let (raw_size, packed_size) = (
@@ -85,10 +85,12 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         std::fs::metadata(&packed)?.len(),
     );
     println!(
-        "{}: {raw_size} bytes, compressed to {packed_size} ({:.4}) in {:.1} s, chunks of {chunk_groups} groups",
+        "{}: {raw_size} bytes, compressed to {packed_size} ({:.4}) in {:.1} s, streams of {} groups",
         file.display(),
         packed_size as f64 / raw_size as f64,
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        opts.chunk_groups
+            .map_or("the default".to_string(), |c| c.to_string())
     );
     let archive = Archive::open(&packed)?;
     let bytes = std::fs::read(&file)?;
