@@ -3,8 +3,12 @@
 //! buffer copy of the weight's size, in the same run; then a side-by-side table of (b) and (c) as
 //! ratios to (a), measured alternately. Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and
 //! Llama-3-8B's 4096x4096 and 14336x4096 (values resampled from those real weights).
-//! VRAMZIP_BENCH_CHUNK_GROUPS sets the chunk size the weights are compressed with (default 1024),
-//! VRAMZIP_BENCH_BATCH the batch (default 1: GEMV).
+//! The side-by-side table also times a compute-shader copy of the weight's bytes, so that the
+//! uncompressed product's weight-read rate can be set against what a shader can move (the fair
+//! baseline: `a read/copy`, the product's bytes read a second over the copy's bytes read and
+//! written a second). VRAMZIP_BENCH_CHUNK_GROUPS sets the groups a stream the weights are
+//! compressed with (default: the per-tensor choice), VRAMZIP_BENCH_BATCH the batch (default 1:
+//! GEMV).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
@@ -52,12 +56,14 @@ fn bench(c: &mut Criterion) {
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/minilm-layer0.safetensors")
         });
-    let opts = CompressOptions::default().with_chunk_groups(
-        std::env::var("VRAMZIP_BENCH_CHUNK_GROUPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1024),
-    );
+    // the default layout, or streams of VRAMZIP_BENCH_CHUNK_GROUPS groups
+    let opts = match std::env::var("VRAMZIP_BENCH_CHUNK_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(groups) => CompressOptions::default().with_chunk_groups(groups),
+        None => CompressOptions::default(),
+    };
     let packed = dir.join("sample.vz");
     format::compress_file(&sample, &packed, &opts, &|_| {}).unwrap();
     let archive = Archive::open(&packed).unwrap();
@@ -172,21 +178,28 @@ fn bench(c: &mut Criterion) {
                 )
             })
         });
-        let mut best = [f64::INFINITY; 3];
+        let mut d = |e: &mut wgpu::CommandEncoder| {
+            gpu.record_shader_copy(e, &raw, &copy_dst, w.len() as u64);
+            Ok(())
+        };
+        let mut best = [f64::INFINITY; 4];
         for _ in 0..3 {
             type Record<'a> = &'a mut dyn FnMut(&mut wgpu::CommandEncoder) -> vramzip::Result<()>;
-            let variants: [Record; 3] = [&mut a, &mut b, &mut c];
+            let variants: [Record; 4] = [&mut a, &mut b, &mut c, &mut d];
             for (k, f) in variants.into_iter().enumerate() {
                 best[k] = best[k].min(gpu.time(10, f).unwrap().seconds);
             }
         }
         table.push(format!(
-            "{label:<18} {:>10.1}us {:>10.1}us {:>10.1}us {:>7.2}x {:>7.2}x",
+            "{label:<18} {:>10.1}us {:>10.1}us {:>10.1}us {:>10.1}us {:>7.2}x {:>7.2}x {:>9.2}",
             best[0] * 1e6,
             best[1] * 1e6,
             best[2] * 1e6,
+            best[3] * 1e6,
             best[1] / best[0],
-            best[2] / best[0]
+            best[2] / best[0],
+            // bytes read a second by the product over bytes read and written a second by the copy
+            (1.0 / best[0]) / (2.0 / best[3])
         ));
     }
     group.finish();
@@ -195,8 +208,8 @@ fn bench(c: &mut Criterion) {
         opts.chunk_groups
     );
     eprintln!(
-        "{:<18} {:>12} {:>12} {:>12} {:>8} {:>8}",
-        "shape", "a uncompr.", "b dec+prod", "c fused", "b/a", "c/a"
+        "{:<18} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9}",
+        "shape", "a uncompr.", "b dec+prod", "c fused", "shader copy", "b/a", "c/a", "a read/copy"
     );
     for line in table {
         eprintln!("{line}");

@@ -21,25 +21,23 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(3));
-    for chunk_groups in [1024, 256, 64] {
-        let out_path = std::env::temp_dir().join(format!(
-            "vramzip-bench-{}-{chunk_groups}.vz",
-            std::process::id()
-        ));
-        format::compress_file(
-            &input,
-            &out_path,
-            &CompressOptions::default().with_chunk_groups(chunk_groups),
-            &|_| {},
-        )
-        .unwrap();
+    // the default layout (a stream length per tensor), and short streams of 64 groups
+    for chunk_groups in [None, Some(64)] {
+        let label = chunk_groups.map_or("default".to_string(), |c: usize| c.to_string());
+        let out_path =
+            std::env::temp_dir().join(format!("vramzip-bench-{}-{label}.vz", std::process::id()));
+        let opts = match chunk_groups {
+            Some(c) => CompressOptions::default().with_chunk_groups(c),
+            None => CompressOptions::default(),
+        };
+        format::compress_file(&input, &out_path, &opts, &|_| {}).unwrap();
         let archive = Archive::open(&out_path).unwrap();
         let entries: Vec<_> = archive.tensors.iter().collect();
         let groups = gpu.upload(&archive, &entries).unwrap();
         let total: u64 = groups.iter().map(|g| g.output_bytes).sum();
         let out = gpu.output_buffer(total).unwrap();
         group.throughput(Throughput::Bytes(total));
-        group.bench_function(format!("decode/chunk-groups-{chunk_groups}"), |b| {
+        group.bench_function(format!("decode/chunk-groups-{label}"), |b| {
             b.iter_custom(|iters| {
                 let t = gpu
                     .time(iters as u32, &mut |e| {
@@ -54,7 +52,7 @@ fn bench(c: &mut Criterion) {
                 Duration::from_secs_f64(t.seconds * iters as f64)
             })
         });
-        if chunk_groups == 1024 {
+        if chunk_groups.is_none() {
             let src = gpu.output_buffer(total).unwrap();
             group.bench_function("buffer-copy", |b| {
                 b.iter_custom(|iters| {

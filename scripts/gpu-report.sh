@@ -17,20 +17,21 @@ python3 "$(dirname "$0")/make_llm_shaped.py" "$minilm" "$llm"
 } > "$out/adapters.txt" 2>&1
 cat "$out/adapters.txt"
 "$bin" bench --json > "$out/bench-sample.json"
-for cg in 1024 256 64; do
-    "$bin" bench "$minilm" --chunk-groups $cg --json > "$out/bench-minilm-cg$cg.json"
-    "$bin" bench "$llm" --chunk-groups $cg --json > "$out/bench-llm-cg$cg.json"
-done
+# the default layout (v2: a stream length per tensor), and streams of 64 groups
+"$bin" bench "$minilm" --json > "$out/bench-minilm-default.json"
+"$bin" bench "$llm" --json > "$out/bench-llm-default.json"
+"$bin" bench "$minilm" --chunk-groups 64 --json > "$out/bench-minilm-cg64.json"
+"$bin" bench "$llm" --chunk-groups 64 --json > "$out/bench-llm-cg64.json"
 "$bin" bench "$minilm" --backend all --json > "$out/bench-minilm-all.json" 2> "$out/bench-minilm-all.err" || true
 "$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
 if [ -n "$crit" ]; then
     VRAMZIP_BENCH_FILE="$llm" "$crit" --bench ${CRITERION_ARGS:-} 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
 fi
 if [ -n "${GEMV_BENCH:-}" ]; then
-    for run in "64 1" "1024 1" "64 8"; do
-        set -- $run
-        VRAMZIP_BENCH_CHUNK_GROUPS=$1 VRAMZIP_BENCH_BATCH=$2 "$GEMV_BENCH" --bench ${CRITERION_ARGS:-} > "$out/gemv-cg$1-batch$2.txt" 2>&1
-        grep -A7 "side by side" "$out/gemv-cg$1-batch$2.txt"
+    # the default layout at batch 1 and 8
+    for batch in 1 8; do
+        VRAMZIP_BENCH_BATCH=$batch "$GEMV_BENCH" --bench ${CRITERION_ARGS:-} > "$out/gemv-batch$batch.txt" 2>&1
+        grep -A7 "side by side" "$out/gemv-batch$batch.txt"
     done
 fi
 if [ -n "${MINILM_EXAMPLE:-}" ]; then
