@@ -203,6 +203,7 @@ impl Kernels {
             storage_entry(1, true),
             storage_entry(2, true),
             storage_entry(3, false),
+            storage_entry(4, true),
         ];
         let sum = [
             uniform_entry(),

@@ -82,6 +82,19 @@ struct GemvParams {
     wpr: u32,
     /// First batch column of this dispatch.
     first: u32,
+    /// Rows a workgroup computes.
+    rows_per_group: u32,
+    pad: [u32; 3],
+}
+
+/// Pieces a gemv workgroup takes at least (where rows are short, several rows), so that its
+/// fixed costs (the trees, the barriers) are shared by enough weight bytes.
+const GEMV_GROUP_PIECES: u32 = 32;
+
+/// Rows a gemv workgroup computes for rows of `wpr` words.
+fn gemv_rows_per_group(wpr: u32) -> u32 {
+    let pieces_per_row = wpr.max(1).div_ceil(64 * piece_steps(wpr));
+    (GEMV_GROUP_PIECES / pieces_per_row).max(1)
 }
 
 /// fused.wgsl's parameters.
@@ -461,10 +474,21 @@ impl GpuContext {
                 dtype: dtype.code(),
                 wpr,
                 first,
+                rows_per_group: gemv_rows_per_group(wpr),
+                pad: [0; 3],
             };
             let kernel = &self.kernels.gemv;
             let constants = [batch_constant(n)];
-            self.dispatch(encoder, kernel, &constants, &params, &[w, x, y], [rows, 1]);
+            let groups = rows.div_ceil(params.rows_per_group);
+            // W bound twice: as words, and as 16-byte vectors for the wide loads
+            self.dispatch(
+                encoder,
+                kernel,
+                &constants,
+                &params,
+                &[w, x, y, w],
+                [groups, 1],
+            );
         }
         Ok(())
     }
