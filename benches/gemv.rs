@@ -124,7 +124,10 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(2));
     for (label, archive, name) in &cases {
-        let layer = gpu.linear(archive, name).unwrap();
+        let mut layer = gpu.linear(archive, name).unwrap();
+        // what the load-time autotune picks for this shape and batch on this device
+        let tuned = gpu.tune(&mut layer, &[batch]).unwrap()[0];
+        let tuned = if tuned.fused { "fused" } else { "decoded" };
         let t = archive.tensor(name).unwrap();
         let w = archive.decode(t).unwrap();
         let raw = gpu
@@ -191,7 +194,7 @@ fn bench(c: &mut Criterion) {
             }
         }
         table.push(format!(
-            "{label:<18} {:>10.1}us {:>10.1}us {:>10.1}us {:>10.1}us {:>7.2}x {:>7.2}x {:>9.2}",
+            "{label:<18} {:>10.1}us {:>10.1}us {:>10.1}us {:>10.1}us {:>7.2}x {:>7.2}x {:>9.2} {tuned:>8}",
             best[0] * 1e6,
             best[1] * 1e6,
             best[2] * 1e6,
@@ -208,8 +211,16 @@ fn bench(c: &mut Criterion) {
         opts.chunk_groups
     );
     eprintln!(
-        "{:<18} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9}",
-        "shape", "a uncompr.", "b dec+prod", "c fused", "shader copy", "b/a", "c/a", "a read/copy"
+        "{:<18} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>8}",
+        "shape",
+        "a uncompr.",
+        "b dec+prod",
+        "c fused",
+        "shader copy",
+        "b/a",
+        "c/a",
+        "a read/copy",
+        "tuned"
     );
     for line in table {
         eprintln!("{line}");

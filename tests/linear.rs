@@ -431,3 +431,70 @@ fn a_repeated_product_makes_no_new_bind_groups() {
     }
     assert_eq!(gpu.cached_bind_groups(), made);
 }
+
+/// The autotune measures each layer shape once per device and batch and makes the layer take the
+/// faster kind at each batch; products follow that choice and give the bits of the other kind;
+/// `set_fused` overrides it; a layer the fused kernel cannot take stays decoded, unmeasured.
+#[test]
+fn tuning_chooses_per_batch_and_measures_a_shape_once() {
+    let gpu = gpu();
+    let archive = compress_into("linear-tune", &sample(), &CompressOptions::default());
+    let layer = |name: &str| gpu.linear(&archive, name).unwrap();
+    let mut query = layer("encoder.layer.0.attention.self.query.weight");
+    let mut key = layer("encoder.layer.0.attention.self.key.weight");
+    let first = gpu.tune(&mut query, &[1, 8]).unwrap();
+    for t in &first {
+        let (fused, decoded) = t.seconds.expect("a new shape is measured");
+        assert!(fused > 0.0 && decoded > 0.0);
+        assert_eq!(t.fused, fused <= decoded);
+        assert_eq!(query.fused_at(t.batch), t.fused);
+    }
+    // the same shape: the choices come from the context's cache
+    let second = gpu.tune(&mut key, &[1, 8]).unwrap();
+    assert!(second.iter().all(|t| t.seconds.is_none()), "{second:?}");
+    assert_eq!(
+        first.iter().map(|t| t.fused).collect::<Vec<_>>(),
+        second.iter().map(|t| t.fused).collect::<Vec<_>>()
+    );
+    for batch in [1u32, 8] {
+        let (rows, cols) = (query.rows as usize, query.cols as usize);
+        let x = upload(
+            &gpu,
+            bytemuck::cast_slice(&activations(cols, batch as usize)),
+        );
+        let workspace = gpu.workspace_for(&[&query], batch).unwrap();
+        let (y_chosen, y_decoded) = (
+            gpu.output_buffer(4 * (rows * batch as usize) as u64)
+                .unwrap(),
+            gpu.output_buffer(4 * (rows * batch as usize) as u64)
+                .unwrap(),
+        );
+        let scratch = gpu.scratch_for(&[&query]).unwrap();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        gpu.record_product(&mut encoder, &query, &workspace, &x, &y_chosen, batch)
+            .unwrap();
+        gpu.record_linear(&mut encoder, &query, &scratch, &x, &y_decoded, batch)
+            .unwrap();
+        gpu.queue.submit([encoder.finish()]);
+        let n = rows * batch as usize;
+        assert_eq!(
+            read_bits(&gpu, &y_chosen, n),
+            read_bits(&gpu, &y_decoded, n)
+        );
+    }
+    query.set_fused(false).unwrap();
+    assert!(!query.fused_at(1) && !query.fused_at(8));
+    // a 100-column bf16 layer is 50 words a row, not whole 64-word steps: never fused
+    let dir = tmpdir("linear-tune-short");
+    let src = dir.join("w.safetensors");
+    write_safetensors(
+        &src,
+        &[("short", "BF16", vec![8, 100], weightlike(800, 1))],
+        None,
+    );
+    let short_archive = compress_into("linear-tune-short-vz", &src, &CompressOptions::default());
+    let mut short = gpu.linear(&short_archive, "short").unwrap();
+    let tuned = gpu.tune(&mut short, &[1]).unwrap();
+    assert_eq!((tuned[0].fused, tuned[0].seconds), (false, None));
+    assert!(!short.fused_at(1));
+}

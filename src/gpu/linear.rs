@@ -130,6 +130,7 @@ struct Fusion {
     blocks: u32,
     pieces: u32,
     pieces_per_row: u32,
+    chunk_groups: usize,
 }
 
 /// A 2-D weight (f32, bf16 or f16, rows x cols) resident in VRAM in compressed form.
@@ -146,8 +147,35 @@ pub struct Linear {
     group: GpuGroup,
     offset: u64,
     fusion: std::result::Result<Fusion, String>,
-    /// Whether [`GpuContext::record_product`] takes the fused kernel (only where it can).
+    /// Whether [`GpuContext::record_product`] takes the fused kernel (only where it can), for
+    /// batches without a measured choice.
     fuse: bool,
+    /// Choices measured by [`GpuContext::tune`]: batch -> fused.
+    tuned: std::collections::BTreeMap<u32, bool>,
+}
+
+/// What a measured choice is cached by: the layer's shape, element type and stream length (the
+/// context is one device), and the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct TuneKey {
+    rows: u32,
+    cols: u32,
+    dtype: u32,
+    chunk_groups: usize,
+    batch: u32,
+}
+
+/// One choice made by [`GpuContext::tune`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tuned {
+    /// Batch columns.
+    pub batch: u32,
+    /// Whether the layer's products of this batch take the fused kernel.
+    pub fused: bool,
+    /// Seconds a product took (fused, decode-then-multiply), when measured now; `None` when the
+    /// choice came from an earlier measurement of the same shape on this device, or when the
+    /// layer cannot be fused.
+    pub seconds: Option<(f64, f64)>,
 }
 
 /// The buffers the products of a set of layers share: the decode scratch of the layers that are
@@ -178,12 +206,19 @@ impl Linear {
     pub fn resident_bytes(&self) -> u64 {
         self.group.resident_bytes
     }
-    /// Whether its products run the fused kernel: by default wherever the layer allows it.
+    /// Whether its products run the fused kernel where no batch was measured: by default
+    /// wherever the layer allows it.
     pub fn fused(&self) -> bool {
         self.fuse
     }
-    /// Chooses the fused kernel or decode-then-multiply for this layer's products; the fused
-    /// kernel only where it can take the layer (else an error says why).
+    /// Whether its products of `batch` columns run the fused kernel: the choice
+    /// [`GpuContext::tune`] measured for that batch, else [`Linear::fused`].
+    pub fn fused_at(&self, batch: u32) -> bool {
+        self.tuned.get(&batch).copied().unwrap_or(self.fuse)
+    }
+    /// Chooses the fused kernel or decode-then-multiply for all of this layer's products,
+    /// overriding any measured choice; the fused kernel only where it can take the layer (else
+    /// an error says why).
     pub fn set_fused(&mut self, on: bool) -> Result<()> {
         if let (true, Some(why)) = (on, self.unfusable()) {
             return Err(Error::InvalidArgument(format!(
@@ -192,7 +227,14 @@ impl Linear {
             )));
         }
         self.fuse = on;
+        self.tuned.clear();
         Ok(())
+    }
+    /// Whether some product of at most `batch` columns is fused, and whether some is not.
+    fn kinds_up_to(&self, batch: u32) -> (bool, bool) {
+        let tuned = self.tuned.range(..=batch).map(|(_, &f)| f);
+        let all: Vec<bool> = tuned.chain([self.fuse]).collect();
+        (all.contains(&true), all.contains(&false))
     }
     /// Why the fused kernel cannot take this layer, or `None` if it can.
     pub fn unfusable(&self) -> Option<&str> {
@@ -280,11 +322,13 @@ impl GpuContext {
                     blocks: c.blocks as u32,
                     pieces: pieces as u32,
                     pieces_per_row: wpr / (64 * q),
+                    chunk_groups: l.chunk_groups,
                 })
             }
         };
         Ok(Linear {
             fuse: fusion.is_ok(),
+            tuned: Default::default(),
             name: name.to_string(),
             rows,
             cols,
@@ -298,7 +342,16 @@ impl GpuContext {
     /// The buffers that the products of `layers`, `batch` columns at most, share (see
     /// [`Workspace`]); only what their fused-or-not choice needs.
     pub fn workspace_for(&self, layers: &[&Linear], batch: u32) -> Result<Workspace> {
-        let (fused, decoded): (Vec<&Linear>, Vec<&Linear>) = layers.iter().partition(|l| l.fuse);
+        let fused: Vec<&Linear> = layers
+            .iter()
+            .copied()
+            .filter(|l| l.kinds_up_to(batch).0)
+            .collect();
+        let decoded: Vec<&Linear> = layers
+            .iter()
+            .copied()
+            .filter(|l| l.kinds_up_to(batch).1)
+            .collect();
         Ok(Workspace {
             scratch: (!decoded.is_empty())
                 .then(|| self.scratch_for(&decoded))
@@ -309,7 +362,7 @@ impl GpuContext {
         })
     }
 
-    /// Records Y = W X the way the layer chose ([`Linear::fused`]), with the buffers of
+    /// Records Y = W X the way the layer chose for this batch ([`Linear::fused_at`]), with the buffers of
     /// `workspace` (made by [`GpuContext::workspace_for`] for this layer among others).
     pub fn record_product(
         &self,
@@ -326,13 +379,79 @@ impl GpuContext {
                 layer.name
             ))
         };
-        if layer.fuse {
+        if layer.fused_at(batch) {
             let partials = workspace.partials.as_ref().ok_or_else(missing)?;
             self.record_linear_fused(encoder, layer, partials, x, y, batch)
         } else {
             let scratch = workspace.scratch.as_ref().ok_or_else(missing)?;
             self.record_linear(encoder, layer, scratch, x, y, batch)
         }
+    }
+
+    /// Measures on this device the fused kernel against decode-then-multiply for the products
+    /// of `layer` with each of `batches` columns, and makes the layer take the faster at each
+    /// batch ([`Linear::fused_at`]): a short autotune for load time, a few products of each kind,
+    /// best of two alternating rounds. The choices are cached in the context (one device) by
+    /// shape, element type, stream length and batch, so each shape is measured once;
+    /// [`Linear::set_fused`] overrides them. A layer the fused kernel cannot take stays
+    /// decode-then-multiply, unmeasured.
+    pub fn tune(&self, layer: &mut Linear, batches: &[u32]) -> Result<Vec<Tuned>> {
+        /// Products of each kind a round.
+        const ITERS: u32 = 5;
+        let mut made = Vec::with_capacity(batches.len());
+        for &batch in batches {
+            if batch == 0 {
+                return Err(Error::InvalidArgument("tune: a batch of 0 columns".into()));
+            }
+            let Ok(fusion) = &layer.fusion else {
+                layer.tuned.insert(batch, false);
+                made.push(Tuned {
+                    batch,
+                    fused: false,
+                    seconds: None,
+                });
+                continue;
+            };
+            let key = TuneKey {
+                rows: layer.rows,
+                cols: layer.cols,
+                dtype: layer.dtype.code(),
+                chunk_groups: fusion.chunk_groups,
+                batch,
+            };
+            let cache = || self.tuning.lock().unwrap_or_else(|e| e.into_inner());
+            let cached = cache().get(&key).copied();
+            let (fused, seconds) = match cached {
+                Some(fused) => (fused, None),
+                None => {
+                    let l: &Linear = layer;
+                    let x = self.output_buffer(4 * l.cols as u64 * batch as u64)?;
+                    let y = self.output_buffer(4 * l.rows as u64 * batch as u64)?;
+                    let scratch = self.scratch_for(&[l])?;
+                    let partials = self.partials_for(&[l], batch)?;
+                    let mut best = [f64::INFINITY; 2];
+                    for _ in 0..2 {
+                        let fused = self.time(ITERS, &mut |e| {
+                            self.record_linear_fused(e, l, &partials, &x, &y, batch)
+                        })?;
+                        let decoded = self.time(ITERS, &mut |e| {
+                            self.record_linear(e, l, &scratch, &x, &y, batch)
+                        })?;
+                        best = [best[0].min(fused.seconds), best[1].min(decoded.seconds)];
+                    }
+                    let fused = best[0] <= best[1];
+                    cache().insert(key, fused);
+                    (fused, Some((best[0], best[1])))
+                }
+            };
+            layer.tuned.insert(batch, fused);
+            made.push(Tuned {
+                batch,
+                fused,
+                seconds,
+            });
+        }
+        Ok(made)
     }
 
     /// A scratch buffer large enough for the decoded weight of any of `layers`, reused by all.

@@ -11,7 +11,7 @@ pub mod shaders;
 mod upload;
 
 pub use kernels::{Access, Constants, Kernel, MAX_BATCH};
-pub use linear::{Linear, WeightType, Workspace, piece_steps};
+pub use linear::{Linear, Tuned, WeightType, Workspace, piece_steps};
 pub use measure::Timing;
 pub use upload::{GpuGroup, Slice, Source, padded};
 
@@ -114,6 +114,8 @@ pub struct GpuContext {
     binds: kernels::BindCache,
     /// The staging buffer of `read_back`, reused while large enough.
     staging: std::sync::Mutex<Option<wgpu::Buffer>>,
+    /// Fused-or-not choices measured on this device, by layer shape and batch.
+    tuning: std::sync::Mutex<std::collections::HashMap<linear::TuneKey, bool>>,
     /// The first GPU error no error scope caught (wgpu's default would panic), or a lost device.
     fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -213,6 +215,7 @@ impl GpuContext {
             registry: Default::default(),
             binds: Default::default(),
             staging: Default::default(),
+            tuning: Default::default(),
             fault,
         })
     }
