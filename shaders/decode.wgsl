@@ -31,9 +31,7 @@ fn decode(
         var raw_next = raw_word(gm, gm.quarter_first + lane);
         for (var j = lane; j < gm.quarter_len; j += LANES) {
             let g = gm.quarter_first + j;
-            let raw_now = raw_next;
-            raw_next = raw_word(gm, g + LANES);
-            let value = decode_word(gm, g, raw_now);
+            let value = next_word(gm, g, &raw_next);
             let at = p.out_offset + gm.pc.out_base + g;
             if (at < out_len) {
                 out[at] = value;

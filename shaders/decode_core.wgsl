@@ -228,6 +228,15 @@ fn raw_word(gm: Geom, g: u32) -> u32 {
     return raw_group(gm.pc, g, gm.group_raw_bits);
 }
 
+// Decodes this stream's next output word, word `g` of the piece, whose raw bits are in
+// `raw_next`, and fetches the raw bits of the stream's word after it into `raw_next`, so that
+// the load overlaps this word's decode.
+fn next_word(gm: Geom, g: u32, raw_next: ptr<function, u32>) -> u32 {
+    let raw_now = *raw_next;
+    *raw_next = raw_word(gm, g + LANES);
+    return decode_word(gm, g, raw_now);
+}
+
 // Decodes this stream's next output word, word `g` of the piece, whose raw bits are `raw_now`.
 fn decode_word(gm: Geom, g: u32, raw_now: u32) -> u32 {
     var value = 0u;

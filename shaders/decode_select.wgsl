@@ -28,10 +28,7 @@ fn decode_selected(
         let start = gm.quarter_first - gm.first_group;
         var raw_next = raw_word(gm, gm.quarter_first + lane);
         for (var j = lane; j < gm.quarter_len; j += LANES) {
-            let g = gm.quarter_first + j;
-            let raw_now = raw_next;
-            raw_next = raw_word(gm, g + LANES);
-            let value = decode_word(gm, g, raw_now);
+            let value = next_word(gm, gm.quarter_first + j, &raw_next);
             if (start + j < p.slot_words) {
                 let at = p.out_offset + slot * p.slot_words + start + j;
                 if (at < out_len) {

@@ -57,9 +57,7 @@ fn fused(
                 let w0 = gm.quarter_first + (k0 + pi) * piece_words;
                 let col0 = (w0 % wpr + lane) * e;
                 for (var q = 0u; q < q_steps; q++) {
-                    let raw_now = raw_next;
-                    raw_next = raw_word(gm, g + LANES);
-                    let wv = weights(decode_word(gm, g, raw_now), p.dtype);
+                    let wv = weights(next_word(gm, g, &raw_next), p.dtype);
                     let col = col0 + q * 64u * e;
                     for (var b = 0u; b < BATCH; b++) {
                         let xb = (p.first + min(b, batch - 1u)) * p.cols + col;
