@@ -2,7 +2,8 @@
 //! into a scratch buffer then the product, (c) the fused decode+product kernel, beside (d) a
 //! buffer copy of the weight's size, in the same run; then a side-by-side table of (b) and (c) as
 //! ratios to (a), measured alternately. Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and
-//! Llama-3-8B's 4096x4096 and 14336x4096 (values resampled from those real weights).
+//! Llama-3-8B's 4096x4096, 1024x4096, 14336x4096 and 4096x14336 (values resampled from those real
+//! weights).
 //! The side-by-side table also times a compute-shader copy of the weight's bytes, so that the
 //! uncompressed product's weight-read rate can be set against what a shader can move (the fair
 //! baseline: `a read/copy`, the product's bytes read a second over the copy's bytes read and
@@ -100,7 +101,13 @@ fn bench(c: &mut Criterion) {
         )
     })
     .collect();
-    for (rows, cols) in [(4096u64, 4096u64), (14336, 4096)] {
+    // the linear layers of a Llama-3-8B block: q and o, k and v, gate and up, down
+    for (rows, cols) in [
+        (4096u64, 4096u64),
+        (1024, 4096),
+        (14336, 4096),
+        (4096, 14336),
+    ] {
         let (src, vz) = (
             dir.join(format!("{rows}x{cols}.safetensors")),
             dir.join(format!("{rows}x{cols}.vz")),
