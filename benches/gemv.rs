@@ -214,8 +214,13 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     eprintln!(
-        "\nside by side (best of 3 alternating rounds), batch {batch}, chunk groups {:?}:",
-        opts.chunk_groups
+        "\nside by side (best of 3 alternating rounds), batch {batch}, chunk groups {:?}, code table in {}:",
+        opts.chunk_groups,
+        if gpu.table_in_workgroup {
+            "workgroup memory"
+        } else {
+            "the cache"
+        }
     );
     eprintln!(
         "{:<18} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>8}",

@@ -22,6 +22,9 @@ cat "$out/adapters.txt"
 "$bin" bench "$llm" --json > "$out/bench-llm-default.json"
 "$bin" bench "$minilm" --chunk-groups 64 --json > "$out/bench-minilm-cg64.json"
 "$bin" bench "$llm" --chunk-groups 64 --json > "$out/bench-llm-cg64.json"
+# the decoders' code table read through the cache instead of copied to workgroup memory
+VRAMZIP_DECODE_TABLE=cache "$bin" bench "$minilm" --json > "$out/bench-minilm-table-cache.json"
+VRAMZIP_DECODE_TABLE=cache "$bin" bench "$llm" --json > "$out/bench-llm-table-cache.json"
 "$bin" bench "$minilm" --backend all --json > "$out/bench-minilm-all.json" 2> "$out/bench-minilm-all.err" || true
 "$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
 if [ -n "$crit" ]; then
@@ -31,8 +34,10 @@ if [ -n "${GEMV_BENCH:-}" ]; then
     # the default layout at batch 1 and 8
     for batch in 1 8; do
         VRAMZIP_BENCH_BATCH=$batch "$GEMV_BENCH" --bench ${CRITERION_ARGS:-} > "$out/gemv-batch$batch.txt" 2>&1
-        grep -A7 "side by side" "$out/gemv-batch$batch.txt"
+        grep -A9 "side by side" "$out/gemv-batch$batch.txt"
     done
+    VRAMZIP_DECODE_TABLE=cache "$GEMV_BENCH" --bench ${CRITERION_ARGS:-} > "$out/gemv-batch1-table-cache.txt" 2>&1
+    grep -A9 "side by side" "$out/gemv-batch1-table-cache.txt"
 fi
 if [ -n "${MINILM_EXAMPLE:-}" ]; then
     "$MINILM_EXAMPLE" > "$out/minilm-example-f32.txt" 2>&1

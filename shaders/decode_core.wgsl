@@ -38,8 +38,13 @@ override ESCAPES: bool = true;
 // 2048 words a tensor: two 16-bit entries a word, `top << 4 | length`, escape `0xfff0 | length`
 @group(0) @binding(6) var<storage, read> table: array<u32>;
 
-// The current tensor's table, loaded once per tensor rather than read through the cache.
+// Whether the current tensor's table is copied to workgroup memory, once per tensor (else it is
+// read from `table` through the cache). Both give the same bits; which is faster depends on the
+// GPU (v1 measured the cache 2x faster on an H100 with 64-invocation workgroups).
+override TABLE_IN_WORKGROUP: bool = true;
 var<workgroup> wg_table: array<u32, TABLE_WORDS>;
+// The current tensor's first table word in `table`.
+var<private> table_base: u32;
 // The end of each region of the current block, in bits from its first stream word.
 var<workgroup> wg_region_end: array<u32, PAIRS>;
 // Which table `wg_table` holds (the same in every invocation); none at first.
@@ -95,7 +100,13 @@ fn advance(bits: u32) {
 // The table entry for the code whose bits start `bits`.
 fn table_entry(bits: u32) -> u32 {
     let i = bits & 4095u;
-    return (wg_table[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu;
+    var word: u32;
+    if (TABLE_IN_WORKGROUP) {
+        word = wg_table[i >> 1u];
+    } else {
+        word = table[table_base + (i >> 1u)];
+    }
+    return (word >> ((i & 1u) * 16u)) & 0xffffu;
 }
 
 // Decodes the next symbol and returns its element's top bits.
@@ -164,7 +175,8 @@ fn start_block(block: u32, s: u32) -> Geom {
     let pc = pieces[min(info.x, arrayLength(&pieces) - 1u)];
     // the previous block's invocations are done with the table and the regions
     workgroupBarrier();
-    if (pc.table_base != loaded_table) {
+    table_base = pc.table_base;
+    if (TABLE_IN_WORKGROUP && pc.table_base != loaded_table) {
         for (var i = s; i < TABLE_WORDS; i += STREAMS) {
             wg_table[i] = table[pc.table_base + i];
         }

@@ -305,6 +305,24 @@ fn shared_codebooks_and_escapes_decode_on_the_gpu() {
 }
 
 #[test]
+fn the_table_read_through_the_cache_decodes_bit_exact_too() {
+    let cache = GpuContext::new(&GpuOptions::default().with_table_in_workgroup(false)).unwrap();
+    assert!(!cache.table_in_workgroup && ctx().table_in_workgroup);
+    let (_, archive) = compressed("gpu-table-cache", &sample(), 64);
+    check_all(&cache, &archive);
+    // escapes (shared codebooks) too
+    let dir = tmpdir("gpu-table-cache-shared");
+    let src = dir.join("m.safetensors");
+    mixed_file(&src);
+    let mut h = vramzip::codec::shared::Histograms::default();
+    vramzip::format::add_to_histograms(&mut h, sample()).unwrap();
+    let opts = CompressOptions::default().with_codebooks(std::sync::Arc::new(h.build()));
+    let vz = dir.join("m.vz");
+    format::compress_file(&src, &vz, &opts, &|_| {}).unwrap();
+    check_all(&cache, &Archive::open(&vz).unwrap());
+}
+
+#[test]
 fn the_gl_backend_decodes_bit_exact_too() {
     let gl = GpuContext::new(&GpuOptions::default().with_backend("gl")).unwrap_or_else(|e| {
         panic!("no OpenGL adapter: {e}. Install one (apt-get install libegl-mesa0 libgl1-mesa-dri) rather than skipping.")

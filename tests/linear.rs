@@ -270,6 +270,19 @@ fn the_gl_backend_gives_the_same_products() {
 }
 
 #[test]
+fn the_table_read_through_the_cache_gives_the_same_products() {
+    let cache = GpuContext::new(&GpuOptions::default().with_table_in_workgroup(false)).unwrap();
+    let (checked, fused, _) = check_file(
+        &cache,
+        &sample(),
+        "linear-table-cache",
+        &CompressOptions::default(),
+        2,
+    );
+    assert_eq!((checked, fused), (6, 6));
+}
+
+#[test]
 fn pieces_follow_the_shape_alone() {
     use vramzip::gpu::piece_steps;
     // words a row -> steps of 64 words a piece: the largest power of two up to 4 that divides

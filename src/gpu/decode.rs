@@ -1,6 +1,6 @@
 //! The recording of decodes: a whole group into a caller's buffer, or chosen blocks of it.
 
-use super::kernels::{Kernel, escapes_constant};
+use super::kernels::{Kernel, escapes_constant, table_constant};
 use super::upload::{Coded, padded};
 use super::{GpuContext, GpuGroup};
 use crate::error::{Error, Result};
@@ -23,6 +23,18 @@ struct DecodeParams {
 /// H200 has 132 multiprocessors of up to 8 such workgroups). Each takes a contiguous range of
 /// the blocks, so it loads a tensor's code table once for all its blocks of that tensor.
 const RESIDENT_WORKGROUPS: u64 = 2048;
+
+/// The decoders' override constants: escapes in the dispatch's tables, and where the table is
+/// read.
+pub(super) fn decoder_constants(
+    escapes: bool,
+    table_in_workgroup: bool,
+) -> [(&'static str, f64); 2] {
+    [
+        escapes_constant(escapes),
+        table_constant(table_in_workgroup),
+    ]
+}
 
 /// Workgroups for a decoder dispatch of `blocks` blocks.
 pub(super) fn resident_workgroups(blocks: u64) -> u32 {
@@ -148,7 +160,7 @@ impl GpuContext {
             .chain([(out.0, out.1, Some(out.2))])
             .chain(extra.iter().map(|&b| (b, 0, None)))
             .collect();
-        let constants = [escapes_constant(c.escapes)];
+        let constants = decoder_constants(c.escapes, self.table_in_workgroup);
         let workgroups = [resident_workgroups(workgroups), 1];
         self.dispatch_ranges(encoder, kernel, &constants, params, &ranges, workgroups);
     }

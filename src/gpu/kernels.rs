@@ -125,6 +125,12 @@ pub(crate) fn batch_constant(batch: u32) -> (&'static str, f64) {
     ("BATCH", b as f64)
 }
 
+/// The `TABLE_IN_WORKGROUP` constant: whether the decoders copy the code table to workgroup
+/// memory or read it through the cache.
+pub(crate) fn table_constant(in_workgroup: bool) -> (&'static str, f64) {
+    ("TABLE_IN_WORKGROUP", in_workgroup as u8 as f64)
+}
+
 /// The `ESCAPES` constant: whether any decode table bound has an escape code.
 pub(crate) fn escapes_constant(escapes: bool) -> (&'static str, f64) {
     ("ESCAPES", escapes as u8 as f64)

@@ -5,7 +5,7 @@
 //! `shaders/matmul_core.wgsl`, as does the product on uncompressed weights
 //! ([`GpuContext::record_matmul`]): all three give the same bits.
 
-use super::kernels::{MAX_BATCH, batch_constant, escapes_constant};
+use super::kernels::{MAX_BATCH, batch_constant};
 use super::{GpuContext, GpuGroup};
 use crate::codec::LANES;
 use crate::error::{Error, Result};
@@ -539,7 +539,9 @@ impl GpuContext {
             };
             let mut buffers: Vec<&wgpu::Buffer> = coded.buffers().to_vec();
             buffers.extend([x, partials]);
-            let constants = [escapes_constant(coded.escapes), batch_constant(n)];
+            let [escapes, table] =
+                super::decode::decoder_constants(coded.escapes, self.table_in_workgroup);
+            let constants = [escapes, table, batch_constant(n)];
             let kernel = &self.kernels.fused;
             let workgroups = [super::decode::resident_workgroups(fusion.blocks as u64), 1];
             self.dispatch(encoder, kernel, &constants, &params, &buffers, workgroups);

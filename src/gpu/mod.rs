@@ -28,6 +28,11 @@ pub struct GpuOptions {
     /// Ask for a smaller `max_storage_buffer_binding_size` than the adapter offers (for tests of
     /// the large-tensor path).
     pub max_binding_bytes: Option<u64>,
+    /// Where the decoders read the code table: a copy in workgroup memory (`true`), or the
+    /// storage buffer through the cache (`false`); `None`: `VRAMZIP_DECODE_TABLE` (`workgroup`
+    /// or `cache`), else workgroup memory. Both give the same bits; which is faster depends on
+    /// the GPU, so both can be measured.
+    pub table_in_workgroup: Option<bool>,
 }
 
 impl GpuOptions {
@@ -40,6 +45,26 @@ impl GpuOptions {
     pub fn with_max_binding_bytes(mut self, bytes: u64) -> Self {
         self.max_binding_bytes = Some(bytes);
         self
+    }
+    /// Where the decoders read the code table (see the field).
+    pub fn with_table_in_workgroup(mut self, on: bool) -> Self {
+        self.table_in_workgroup = Some(on);
+        self
+    }
+}
+
+/// Where the decoders read the code table: `opts`, else `VRAMZIP_DECODE_TABLE`, else workgroup
+/// memory.
+fn table_in_workgroup(opts: Option<bool>) -> Result<bool> {
+    if let Some(on) = opts {
+        return Ok(on);
+    }
+    match std::env::var("VRAMZIP_DECODE_TABLE").ok().as_deref() {
+        None | Some("") | Some("workgroup") => Ok(true),
+        Some("cache") => Ok(false),
+        Some(other) => Err(Error::InvalidArgument(format!(
+            "VRAMZIP_DECODE_TABLE '{other}': use workgroup or cache"
+        ))),
     }
 }
 
@@ -114,6 +139,9 @@ pub struct GpuContext {
     binds: kernels::BindCache,
     /// The staging buffer of `read_back`, reused while large enough.
     staging: std::sync::Mutex<Option<wgpu::Buffer>>,
+    /// Whether the decoders keep the code table in workgroup memory (else read it through the
+    /// cache).
+    pub table_in_workgroup: bool,
     /// Fused-or-not choices measured on this device, by layer shape and batch.
     tuning: std::sync::Mutex<std::collections::HashMap<linear::TuneKey, bool>>,
     /// The first GPU error no error scope caught (wgpu's default would panic), or a lost device.
@@ -124,6 +152,7 @@ impl GpuContext {
     /// Opens the best adapter (high performance first) and builds the kernels.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
         let backends = parse_backends(opts.backend.as_deref())?;
+        let table = table_in_workgroup(opts.table_in_workgroup)?;
         let inst = instance(backends);
         let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
@@ -166,7 +195,7 @@ impl GpuContext {
                 slot.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
             }
         });
-        Self::with_device(info, device, queue, fault)
+        Self::with_device(info, device, queue, fault, table)
     }
 
     /// Builds the kernels on a device the caller already has (an engine's own `wgpu::Device`
@@ -179,7 +208,7 @@ impl GpuContext {
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let info = device.adapter_info();
         let fault = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-        Self::with_device(info, device, queue, fault)
+        Self::with_device(info, device, queue, fault, table_in_workgroup(None)?)
     }
 
     fn with_device(
@@ -187,6 +216,7 @@ impl GpuContext {
         device: wgpu::Device,
         queue: wgpu::Queue,
         fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+        table_in_workgroup: bool,
     ) -> Result<Self> {
         let limits = device.limits();
         if limits.max_storage_buffers_per_shader_stage < 7 {
@@ -199,7 +229,7 @@ impl GpuContext {
         let kernels = Kernels::new(&device);
         // the decoders are always used: build them now, where a failure is reported clearly
         for escapes in [false, true] {
-            let constants = [kernels::escapes_constant(escapes)];
+            let constants = decode::decoder_constants(escapes, table_in_workgroup);
             kernels.decode.pipeline(&device, &constants);
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -215,6 +245,7 @@ impl GpuContext {
             registry: Default::default(),
             binds: Default::default(),
             staging: Default::default(),
+            table_in_workgroup,
             tuning: Default::default(),
             fault,
         })
