@@ -1,4 +1,5 @@
-//! CPU encode and decode of the real-weights sample, one thread and all threads.
+//! CPU encode and decode (the fast decoder and the reference one) of the real-weights sample, one
+//! thread and all threads.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vramzip::codec;
@@ -48,6 +49,21 @@ fn bench(c: &mut Criterion) {
         let mut out = vec![0u8; data.len()];
         group.bench_function(format!("decode/{threads}-threads"), |b| {
             b.iter(|| pool.install(|| coded.decode_into(&mut out, "bench").unwrap()))
+        });
+        // the reference decoder (the tests' oracle), for the fast one's gain
+        group.bench_function(format!("decode-reference/{threads}-threads"), |b| {
+            b.iter(|| {
+                pool.install(|| {
+                    codec::decode_reference(
+                        &coded.layout,
+                        &coded.encoded,
+                        &coded.codebook,
+                        &mut out,
+                        "bench",
+                    )
+                    .unwrap()
+                })
+            })
         });
     }
     group.finish();

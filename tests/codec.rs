@@ -63,6 +63,22 @@ fn check_forced(data: &[u8], width: u32, sym_bits: u32, chunk_groups: usize) {
         out, data,
         "forced round trip (width {width}, sym_bits {sym_bits})"
     );
+    // the reference decoder, the oracle, agrees
+    let mut oracle = vec![0u8; data.len()];
+    codec::decode_reference(&layout, &enc, &book, &mut oracle, "forced").unwrap();
+    assert_eq!(oracle, data, "reference decoder");
+}
+
+/// Both decoders on the same parts: the same bytes, or both an error. Never a panic.
+fn both_decoders(layout: &Layout, enc: &codec::Encoded, book: &Codebook) {
+    let mut fast = vec![0u8; layout.decoded_bytes() as usize];
+    let mut oracle = fast.clone();
+    let a = codec::decode(layout, enc, book, &mut fast, "t");
+    let b = codec::decode_reference(layout, enc, book, &mut oracle, "t");
+    assert_eq!(a.is_ok(), b.is_ok(), "{a:?} against the reference's {b:?}");
+    if a.is_ok() {
+        assert!(fast == oracle, "the decoders differ");
+    }
 }
 
 #[test]
@@ -249,7 +265,7 @@ fn corrupt_parts_fail_cleanly() {
         };
         let i = (lcg(&mut s) as usize) % target.len();
         target[i] ^= 1 << (lcg(&mut s) % 8);
-        let _ = codec::decode(&layout, &bad, &book, &mut out, "t");
+        both_decoders(&layout, &bad, &book);
     }
     // a region longer than its streams' symbols can be is refused
     let mut long = enc.clone();

@@ -41,6 +41,7 @@
 //!   a prefix sum the reader computes (as u64 on the CPU, so tensors over 4 GiB are fine).
 //! * **Code table**: code lengths per symbol (see [`Codebook`]), shared or per tensor.
 
+mod fast;
 pub mod huffman;
 pub mod shared;
 
@@ -812,12 +813,31 @@ pub fn decode(
     tensor: &str,
 ) -> Result<()> {
     let starts = check_parts(layout, enc, book, tensor)?;
+    check_output(layout, out)?;
+    fast::decode(layout, enc, book, &starts, out, tensor)
+}
+
+fn check_output(layout: &Layout, out: &[u8]) -> Result<()> {
     if out.len() as u64 != layout.decoded_bytes() {
         return Err(Error::OutputTooSmall {
             expected: layout.decoded_bytes() as usize,
             actual: out.len(),
         });
     }
+    Ok(())
+}
+
+/// The reference decoder: the layout followed a symbol at a time, as plainly as it is written.
+/// The oracle the tests hold [`decode`] (faster) to; the same contract.
+pub fn decode_reference(
+    layout: &Layout,
+    enc: &Encoded,
+    book: &Codebook,
+    out: &mut [u8],
+    tensor: &str,
+) -> Result<()> {
+    let starts = check_parts(layout, enc, book, tensor)?;
+    check_output(layout, out)?;
     let table = huffman::decode_table(&book.lens);
     let stream = bytes_to_words(&enc.stream);
     let index = bytes_to_words(&enc.index);
