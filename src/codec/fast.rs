@@ -182,36 +182,54 @@ impl Block<'_> {
         bwd: &mut Bits<true>,
         out: &mut [u8],
     ) -> Option<()> {
-        let mut even = self.layout.stream_groups(b, 2 * p);
-        let mut odd = self.layout.stream_groups(b, 2 * p + 1);
-        loop {
-            let (g0, g1) = (even.next(), odd.next());
-            if g0.is_none() && g1.is_none() {
-                return Some(());
-            }
-            if let Some(g) = g0 {
-                let w = self.word(g, fwd)?;
-                self.put(g, w, out);
-            }
-            if let Some(g) = g1 {
-                let w = self.word(g, bwd)?;
-                self.put(g, w, out);
-            }
+        match self.layout.elems_per_group() {
+            1 => self.region_of::<1>(b, p, fwd, bwd, out),
+            2 => self.region_of::<2>(b, p, fwd, bwd, out),
+            _ => self.region_of::<4>(b, p, fwd, bwd, out),
         }
     }
 
-    /// Output word `g` of the tensor, its elements' tops read from `bits`.
+    /// [`Block::region`] for `E` elements a word.
+    fn region_of<const E: u32>(
+        &self,
+        b: u64,
+        p: usize,
+        fwd: &mut Bits<false>,
+        bwd: &mut Bits<true>,
+        out: &mut [u8],
+    ) -> Option<()> {
+        // each stream's first word and words; its next ones are a quarter's 64 lanes apart
+        let (first0, n0) = self.layout.stream_span(b, 2 * p);
+        let (first1, n1) = self.layout.stream_span(b, 2 * p + 1);
+        for j in 0..n0.max(n1) {
+            if j < n0 {
+                let g = first0 + j * super::LANES as u64;
+                let w = self.word::<E, false>(g, fwd)?;
+                self.put(g, w, out);
+            }
+            if j < n1 {
+                let g = first1 + j * super::LANES as u64;
+                let w = self.word::<E, true>(g, bwd)?;
+                self.put(g, w, out);
+            }
+        }
+        Some(())
+    }
+
+    /// Output word `g` of the tensor, of `E` elements, their tops read from `bits`.
     #[inline]
-    fn word<const BACKWARD: bool>(&self, g: u64, bits: &mut Bits<BACKWARD>) -> Option<u32> {
+    fn word<const E: u32, const BACKWARD: bool>(
+        &self,
+        g: u64,
+        bits: &mut Bits<BACKWARD>,
+    ) -> Option<u32> {
         let l = self.layout;
-        let (width, r, e) = (l.width, l.raw_bits(), l.elems_per_group() as u32);
-        let elems = (l.n - g * e as u64).min(e as u64) as u32;
+        let (width, r) = (l.width, l.raw_bits());
         // the raw bits of the whole word, at most 32
-        let group_raw = e * r;
         let low = if r == 0 {
             0
         } else {
-            let at = g * group_raw as u64;
+            let at = g * (E * r) as u64;
             let w = (at / 32) as usize;
             let pair = self.raw.get(w).copied().unwrap_or(0) as u64
                 | (self.raw.get(w + 1).copied().unwrap_or(0) as u64) << 32;
@@ -219,10 +237,17 @@ impl Block<'_> {
         };
         let (raw_mask, elem_mask) = ((1u32 << r) - 1, ((1u64 << width) - 1) as u32);
         let mut value = 0u32;
-        for k in 0..elems {
-            let top = bits.top(self.table, l.sym_bits)?;
-            let v = (top << r | (low >> (k * r)) & raw_mask) & elem_mask;
-            value |= v << (k * width);
+        if (g + 1) * E as u64 <= l.n {
+            for k in 0..E {
+                let top = bits.top(self.table, l.sym_bits)?;
+                value |= ((top << r | (low >> (k * r)) & raw_mask) & elem_mask) << (k * width);
+            }
+        } else {
+            // the tensor's last word, partly past its end
+            for k in 0..(l.n - g * E as u64) as u32 {
+                let top = bits.top(self.table, l.sym_bits)?;
+                value |= ((top << r | (low >> (k * r)) & raw_mask) & elem_mask) << (k * width);
+            }
         }
         Some(value)
     }

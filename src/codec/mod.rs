@@ -161,13 +161,23 @@ impl Layout {
     pub fn decoded_bytes(&self) -> u64 {
         self.n * self.width as u64 / 8
     }
-    /// The groups of stream `s` (0..[`STREAMS`]) of block `b`, in its order.
-    fn stream_groups(&self, b: u64, s: usize) -> impl Iterator<Item = u64> {
+    /// The first group of stream `s` (0..[`STREAMS`]) of block `b`, and how many it has; its
+    /// groups are [`LANES`] apart.
+    fn stream_span(&self, b: u64, s: usize) -> (u64, u64) {
         let first = b * self.block_groups();
         let end = (first + self.block_groups()).min(self.groups());
-        let start = first + (s / LANES) as u64 * self.quarter_groups() + (s % LANES) as u64;
-        let quarter_end = (start - (s % LANES) as u64 + self.quarter_groups()).min(end);
-        (start..quarter_end).step_by(LANES)
+        let quarter = first + (s / LANES) as u64 * self.quarter_groups();
+        let start = quarter + (s % LANES) as u64;
+        let quarter_end = (quarter + self.quarter_groups()).min(end);
+        (
+            start,
+            quarter_end.saturating_sub(start).div_ceil(LANES as u64),
+        )
+    }
+    /// The groups of stream `s` (0..[`STREAMS`]) of block `b`, in its order.
+    fn stream_groups(&self, b: u64, s: usize) -> impl Iterator<Item = u64> {
+        let (start, count) = self.stream_span(b, s);
+        (0..count).map(move |j| start + j * LANES as u64)
     }
 }
 
@@ -465,6 +475,19 @@ impl BitWriter {
             self.nbits -= 32;
         }
     }
+    /// Empties it, keeping its memory.
+    fn clear(&mut self) {
+        self.words.clear();
+        (self.acc, self.nbits, self.total) = (0, 0, 0);
+    }
+    /// Its words so far, the last one partial: pending bits are flushed (write no more after).
+    fn flushed(&mut self) -> &[u32] {
+        if self.nbits > 0 {
+            self.words.push(self.acc as u32);
+            (self.acc, self.nbits) = (0, 0);
+        }
+        &self.words
+    }
     fn finish(mut self) -> Vec<u32> {
         if self.nbits > 0 {
             self.words.push(self.acc as u32);
@@ -504,16 +527,6 @@ fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
 }
 
 impl BitWriter {
-    /// Appends the first `len` bits of `words`.
-    fn put_bits(&mut self, words: &[u32], len: u64) {
-        for (k, &w) in words.iter().enumerate() {
-            let bits = (len - 32 * k as u64).min(32) as u32;
-            if bits == 0 {
-                break;
-            }
-            self.put(w & mask(bits), bits);
-        }
-    }
     /// Appends the first `len` bits of `words` in reverse order: bit `len - 1` first.
     fn put_reversed(&mut self, words: &[u32], len: u64) {
         let mut end = len;
@@ -562,8 +575,8 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
     let (s, r) = (layout.sym_bits, layout.raw_bits());
     let (n, e) = (layout.n, layout.elems_per_group());
     let block_groups = layout.block_groups();
-    let code_stream = |b: u64, st: usize| -> Result<BitWriter> {
-        let mut w = BitWriter::new();
+    // writes stream `st` of block `b` into `w`
+    let code_stream = |b: u64, st: usize, w: &mut BitWriter| -> Result<()> {
         for g in layout.stream_groups(b, st) {
             for i in g * e..n.min(g * e + e) {
                 let v = element(data, i as usize, width);
@@ -581,19 +594,23 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
                 }
             }
         }
-        Ok(w)
+        Ok(())
     };
     let blocks: Vec<Result<EncodedBlock>> = (0..layout.blocks())
         .into_par_iter()
         .map(|b| {
             let mut stream = BitWriter::new();
             let mut regions = [0u64; PAIRS];
+            // the backward stream is coded forward here, then appended reversed
+            let mut bwd = BitWriter::new();
             for (p, region) in regions.iter_mut().enumerate() {
-                let (fwd, bwd) = (code_stream(b, 2 * p)?, code_stream(b, 2 * p + 1)?);
-                let (fwd_bits, bwd_bits) = (fwd.total, bwd.total);
-                stream.put_bits(&fwd.finish(), fwd_bits);
-                stream.put_reversed(&bwd.finish(), bwd_bits);
-                *region = fwd_bits + bwd_bits;
+                let start = stream.total;
+                code_stream(b, 2 * p, &mut stream)?;
+                bwd.clear();
+                code_stream(b, 2 * p + 1, &mut bwd)?;
+                let bwd_bits = bwd.total;
+                stream.put_reversed(bwd.flushed(), bwd_bits);
+                *region = stream.total - start;
             }
             let min = *regions.iter().min().unwrap_or(&0);
             let delta_bits = width_for(regions.iter().max().unwrap_or(&0) - min);
