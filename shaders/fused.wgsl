@@ -83,12 +83,11 @@ fn fused(
                 let turn_at = turn * gm.quarter_groups;
                 let turn_len = min(gm.quarter_groups, gm.groups - min(turn_at, gm.groups));
                 let turn_pieces = turn_len / piece_words;
-                let i = s;
-                if (i < rn * BATCH && k0 + i / BATCH < turn_pieces) {
-                    let b = i % BATCH;
+                if (s < rn * BATCH && k0 + s / BATCH < turn_pieces) {
+                    let b = s % BATCH;
                     if (b < batch) {
                         let first_piece = (gm.first_group + turn_at) / piece_words;
-                        partial[b * p.pieces + first_piece + k0 + i / BATCH] = lane_part[i * 64u];
+                        partial[b * p.pieces + first_piece + k0 + s / BATCH] = lane_part[s * 64u];
                     }
                 }
                 workgroupBarrier();

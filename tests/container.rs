@@ -418,16 +418,21 @@ fn a_manifest_that_claims_too_much_is_refused_before_allocating() {
     assert!(err.contains("claims"), "{err}");
 }
 
-#[test]
-fn a_version_1_file_gets_a_clear_error() {
-    let dir = tmpdir("version-1");
-    let manifest = r#"{"format":1,"lanes":64,"tensors":[]}"#;
-    let p = dir.join("old.safetensors");
+/// A file with only the original header tensor and `manifest`, in `dir`.
+fn with_manifest(dir: &std::path::Path, manifest: &str) -> std::path::PathBuf {
+    let p = dir.join("m.safetensors");
     write_safetensors(
         &p,
         &[(format::HEADER_TENSOR, "U8", vec![2], b"{}".to_vec())],
         Some(&[(format::MANIFEST_KEY, manifest)]),
     );
+    p
+}
+
+#[test]
+fn a_version_1_file_gets_a_clear_error() {
+    let dir = tmpdir("version-1");
+    let p = with_manifest(&dir, r#"{"format":1,"lanes":64,"tensors":[]}"#);
     let err = Archive::open(&p).unwrap_err().to_string();
     assert!(
         err.contains("format 1 (layout v1)") && err.contains("compress the original again"),
@@ -438,13 +443,7 @@ fn a_version_1_file_gets_a_clear_error() {
 #[test]
 fn an_unknown_format_version_is_refused() {
     let dir = tmpdir("version");
-    let manifest = r#"{"format":99,"lanes":64,"tensors":[]}"#;
-    let p = dir.join("future.safetensors");
-    write_safetensors(
-        &p,
-        &[(format::HEADER_TENSOR, "U8", vec![2], b"{}".to_vec())],
-        Some(&[(format::MANIFEST_KEY, manifest)]),
-    );
+    let p = with_manifest(&dir, r#"{"format":99,"lanes":64,"tensors":[]}"#);
     let err = Archive::open(&p).unwrap_err().to_string();
     assert!(err.contains("format 99"), "{err}");
     let out = vramzip(&["verify", "--cpu", p.to_str().unwrap()]);

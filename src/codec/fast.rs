@@ -7,9 +7,7 @@
 //! element top bits, rotated once per table; the raw bits of a whole output word come in one read;
 //! output words are written whole.
 
-use super::{
-    BlockStarts, Codebook, Encoded, Layout, PAIRS, bytes_to_words, huffman, region_bits, rotate_out,
-};
+use super::{BlockStarts, Codebook, Encoded, Layout, PAIRS, bytes_to_words, huffman, region_bits};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
@@ -106,14 +104,11 @@ const ESCAPE: u32 = 0x100;
 
 fn table(book: &Codebook, sym_bits: u32) -> Box<[u32; huffman::TABLE_SIZE]> {
     let mut out = Box::new([0u32; huffman::TABLE_SIZE]);
-    for (slot, &e) in out.iter_mut().zip(&huffman::decode_table(&book.lens)) {
-        let (sym, len) = ((e >> 4) as usize, (e & 15) as u32);
-        *slot = if len == 0 {
-            0
-        } else if sym == book.escape() {
-            ESCAPE | len
-        } else {
-            rotate_out(sym as u32, sym_bits) << 16 | len
+    for (slot, entry) in out.iter_mut().zip(book.decode_entries(sym_bits)) {
+        *slot = match entry {
+            (_, 0) => 0,
+            (None, len) => ESCAPE | len,
+            (Some(top), len) => top << 16 | len,
         };
     }
     out

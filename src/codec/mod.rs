@@ -226,15 +226,25 @@ impl Codebook {
     /// as `0xfff0 | length` (escapes exist for `sym_bits` <= 11 only, whose tops are below
     /// 0xfff). 8 KiB: it fits WebGPU's guaranteed 16 KiB of workgroup memory with room to spare.
     pub fn gpu_table(&self, sym_bits: u32) -> Vec<u32> {
-        let escape = self.escape() as u32;
-        let entries: Vec<u32> = huffman::decode_table(&self.lens)
-            .iter()
-            .map(|&e| match (e >> 4) as u32 {
-                sym if sym == escape => 0xfff0 | (e & 15) as u32,
-                sym => (rotate_out(sym, sym_bits) << 4) | (e & 15) as u32,
+        let entries: Vec<u32> = self
+            .decode_entries(sym_bits)
+            .map(|(top, len)| match top {
+                None => 0xfff0 | len,
+                Some(top) => top << 4 | len,
             })
             .collect();
         entries.chunks(2).map(|p| p[0] | p[1] << 16).collect()
+    }
+
+    /// What the decoders look up, for the code whose bits start `i` (LSB first), `i` in order
+    /// over [`huffman::TABLE_SIZE`]: the element's top bits for a tensor of `sym_bits`-bit
+    /// symbols (`None`: the escape) and the code's length (0: no code starts so).
+    pub fn decode_entries(&self, sym_bits: u32) -> impl Iterator<Item = (Option<u32>, u32)> {
+        let escape = self.escape() as u32;
+        huffman::decode_table(&self.lens).into_iter().map(move |e| {
+            let (sym, len) = ((e >> 4) as u32, (e & 15) as u32);
+            ((sym != escape).then(|| rotate_out(sym, sym_bits)), len)
+        })
     }
 
     /// Serialized form (see the type's doc).
@@ -829,19 +839,26 @@ pub fn decode(
     out: &mut [u8],
     tensor: &str,
 ) -> Result<()> {
-    let starts = check_parts(layout, enc, book, tensor)?;
-    check_output(layout, out)?;
+    let starts = check_decode(layout, enc, book, out, tensor)?;
     fast::decode(layout, enc, book, &starts, out, tensor)
 }
 
-fn check_output(layout: &Layout, out: &[u8]) -> Result<()> {
+/// What both decoders check first: the parts ([`check_parts`]) and the output's size.
+fn check_decode(
+    layout: &Layout,
+    enc: &Encoded,
+    book: &Codebook,
+    out: &[u8],
+    tensor: &str,
+) -> Result<BlockStarts> {
+    let starts = check_parts(layout, enc, book, tensor)?;
     if out.len() as u64 != layout.decoded_bytes() {
         return Err(Error::OutputTooSmall {
             expected: layout.decoded_bytes() as usize,
             actual: out.len(),
         });
     }
-    Ok(())
+    Ok(starts)
 }
 
 /// The reference decoder: the layout followed a symbol at a time, as plainly as it is written.
@@ -853,8 +870,7 @@ pub fn decode_reference(
     out: &mut [u8],
     tensor: &str,
 ) -> Result<()> {
-    let starts = check_parts(layout, enc, book, tensor)?;
-    check_output(layout, out)?;
+    let starts = check_decode(layout, enc, book, out, tensor)?;
     let table = huffman::decode_table(&book.lens);
     let stream = bytes_to_words(&enc.stream);
     let index = bytes_to_words(&enc.index);

@@ -342,16 +342,16 @@ impl GpuContext {
     /// The buffers that the products of `layers`, `batch` columns at most, share (see
     /// [`Workspace`]); only what their fused-or-not choice needs.
     pub fn workspace_for(&self, layers: &[&Linear], batch: u32) -> Result<Workspace> {
-        let fused: Vec<&Linear> = layers
-            .iter()
-            .copied()
-            .filter(|l| l.kinds_up_to(batch).0)
-            .collect();
-        let decoded: Vec<&Linear> = layers
-            .iter()
-            .copied()
-            .filter(|l| l.kinds_up_to(batch).1)
-            .collect();
+        let (mut fused, mut decoded) = (Vec::new(), Vec::new());
+        for &l in layers {
+            let (any_fused, any_decoded) = l.kinds_up_to(batch);
+            if any_fused {
+                fused.push(l);
+            }
+            if any_decoded {
+                decoded.push(l);
+            }
+        }
         Ok(Workspace {
             scratch: (!decoded.is_empty())
                 .then(|| self.scratch_for(&decoded))

@@ -352,7 +352,6 @@ impl GpuContext {
             let (stream_bytes, raw_bytes) = (t.part_bytes(Part::Stream), t.part_bytes(Part::Raw));
             // what the CPU decoder would refuse, the GPU never takes
             let starts = codec::validate(layout, &book, &index, stream_bytes, raw_bytes, name)?;
-            let lut = book.gpu_table(layout.sym_bits);
             let block_groups = layout.block_groups();
             let block_raw = block_groups * layout.elems_per_group() * layout.raw_bits() as u64 / 8;
             let raw_len = raw_bytes;
@@ -413,6 +412,7 @@ impl GpuContext {
                     None => {
                         b.escapes |= book.lens[book.escape()] > 0;
                         let base = (b.table.len() / 4) as u32;
+                        let lut = book.gpu_table(layout.sym_bits);
                         b.table.extend_from_slice(bytemuck::cast_slice(&lut));
                         b.tables.insert(t.table_key(), base);
                         base
