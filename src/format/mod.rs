@@ -26,7 +26,9 @@ pub use plain::{Header, HeaderTensor, SafetensorsFile, dtype_size, parse_header,
 
 pub use read::{Archive, Form, PartRanges, TensorEntry};
 pub use write::remove_temporaries;
-pub use write::{CompressOptions, CompressStats, TensorStats, compress_file, tensor_stats};
+pub use write::{
+    CompressOptions, CompressStats, TensorStats, code_tensor, compress_file, tensor_stats,
+};
 
 use crate::error::Result;
 use serde::{Deserialize, Serialize};

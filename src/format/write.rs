@@ -338,6 +338,36 @@ fn own_code(bytes: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Writ
     })
 }
 
+/// How the writer codes one tensor's `bytes` of `dtype` under `opts`: with the dtype's shared
+/// book if there is one (single stage; the rare tensor whose escapes overflow the index gets its
+/// own code), or its own best code; `None` to store it verbatim.
+fn code(bytes: &[u8], dtype: &str, opts: &CompressOptions) -> Result<Option<Written>> {
+    let Some(width) = codec::element_bits(dtype) else {
+        return Ok(None);
+    };
+    let chunk_groups = opts.chunk_groups_for(bytes.len() as u64, width);
+    let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(dtype));
+    match shared {
+        Some(book) if !bytes.is_empty() => {
+            match codec::shared::encode_with(bytes, width, book.clone(), chunk_groups) {
+                Ok(coded) => Ok(Some(Written {
+                    coded,
+                    shared: Some(shared_name(dtype)),
+                    hist: None,
+                })),
+                Err(_) => own_code(bytes, width, chunk_groups),
+            }
+        }
+        _ => own_code(bytes, width, chunk_groups),
+    }
+}
+
+/// One tensor coded as [`compress_file`] codes it (in memory, nothing written): `None` for a
+/// tensor stored verbatim. What `vramzip bench` times as CPU encoding.
+pub fn code_tensor(bytes: &[u8], dtype: &str, opts: &CompressOptions) -> Result<Option<CodedTensor>> {
+    Ok(code(bytes, dtype, opts)?.map(|w| w.coded))
+}
+
 /// Compresses the safetensors file `input` into `output`, reading one tensor at a time.
 /// `progress` is called with the original bytes done so far.
 pub fn compress_file(
@@ -394,23 +424,7 @@ pub fn compress_file(
         let bytes = source.read(t)?;
         let sum = checksum(&bytes);
         whole.update(&bytes);
-        let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(&t.dtype));
-        let chunk_groups = |width| opts.chunk_groups_for(bytes.len() as u64, width);
-        let coded = match (codec::element_bits(&t.dtype), shared) {
-            (Some(width), Some(book)) if !bytes.is_empty() => {
-                // single stage; the rare tensor whose escapes overflow the index gets its own code
-                match codec::shared::encode_with(&bytes, width, book.clone(), chunk_groups(width)) {
-                    Ok(coded) => Some(Written {
-                        coded,
-                        shared: Some(shared_name(&t.dtype)),
-                        hist: None,
-                    }),
-                    Err(_) => own_code(&bytes, width, chunk_groups(width))?,
-                }
-            }
-            (Some(width), _) => own_code(&bytes, width, chunk_groups(width))?,
-            (None, _) => None,
-        };
+        let coded = code(&bytes, &t.dtype, opts)?;
         let coding = match coded {
             Some(Written {
                 coded,

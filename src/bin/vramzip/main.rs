@@ -105,6 +105,9 @@ enum Cmd {
         /// Groups per stream for the compression (see `compress --help`).
         #[arg(long, value_parser = chunk_groups())]
         chunk_groups: Option<u64>,
+        /// CPU figures only: no GPU is looked for.
+        #[arg(long)]
+        cpu: bool,
     },
 }
 
@@ -209,12 +212,13 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             json,
             plot,
             chunk_groups,
+            cpu,
         } => bench::bench(
             file,
             json,
             plot.as_deref(),
             &compress_opts(chunk_groups),
-            &gpu_opts,
+            (!cpu).then_some(&gpu_opts),
         ),
     }
 }
