@@ -1,117 +1,172 @@
 //! The CPU decoder of layout v2 that `decompress`, `verify --cpu` and [`super::CodedTensor::decode`]
 //! run. It gives the bytes of the reference decoder ([`super::decode_reference`], the oracle the
-//! tests compare it with) faster: the two streams of a region are decoded side by side, two
-//! independent chains for the CPU to overlap; each reads from a 64-bit bit buffer refilled a word
-//! at a time (the backward one over its region's words bit-reversed, in descending order, as the
-//! WGSL decoder does) instead of two bounds-checked loads a symbol; the table holds each code's
-//! element top bits, rotated once per table; the raw bits of a whole output word come in one read;
-//! output words are written whole.
+//! tests compare it with), faster, in two passes over each quarter of a block:
+//!
+//! 1. **Symbols**: the streams of [`REGIONS`] regions at once (forward and backward ones side by
+//!    side, independent chains for the CPU to overlap) into a scratch of element tops, stream by
+//!    stream. A stream is read from a 64-bit window loaded at its bit position with one unaligned
+//!    load, which holds at least 56 unread bits: four codes of at most 12 bits each come out of it
+//!    before the next load, with no per-symbol refill test. A forward stream reads its window
+//!    least significant bit first; a backward one is read as it lies, most significant bit first
+//!    (its first bit at the top), through a second table indexed by the bit-reversed 12 bits, so
+//!    no bits are reversed while decoding. Escapes and bit patterns without a code take a slow
+//!    path from the table's flag.
+//! 2. **Merge**: each output word from its elements' tops and its raw bits (one unaligned load a
+//!    word), in output order, specialized per elements a word and raw bits an element.
 
-use super::{BlockStarts, Codebook, Encoded, Layout, PAIRS, bytes_to_words, huffman, region_bits};
+use super::{
+    BlockStarts, Codebook, Encoded, LANES, Layout, PAIRS, bytes_to_words, huffman, region_bits,
+};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// A stream's bits: a buffer of at least 32 unread bits after each refill.
-struct Bits<'a, const BACKWARD: bool> {
-    words: &'a [u32],
-    /// The next word to load (may step past either end: those read as zero).
-    next: isize,
-    buf: u64,
-    avail: u32,
-    consumed: u64,
+/// Regions decoded side by side: twice as many streams.
+const REGIONS: usize = 4;
+/// Codes taken from one window: 4 of at most 12 bits fit the 56 bits a load guarantees.
+const PER_LOAD: usize = 4;
+
+/// Table entries: `top << 16 | length`, `SLOW | length` for the escape, `SLOW` for no code.
+const SLOW: u32 = 0x100;
+
+/// The decode tables of one code: by the next 12 bits in stream order (`fwd`) and by the same bits
+/// bit-reversed (`bwd`, for windows read most significant bit first).
+struct Tables {
+    fwd: Box<[u32; huffman::TABLE_SIZE]>,
+    bwd: Box<[u32; huffman::TABLE_SIZE]>,
+    sym_bits: u32,
 }
 
-impl<'a, const BACKWARD: bool> Bits<'a, BACKWARD> {
-    /// A forward reader from bit `at`, or a backward one from bit `at` (exclusive).
-    fn new(words: &'a [u32], at: u64) -> Self {
-        let mut bits = Bits {
-            words,
-            next: 0,
-            buf: 0,
-            avail: 0,
-            consumed: 0,
-        };
-        if BACKWARD {
-            if at > 0 {
-                let last = at - 1;
-                bits.next = (last / 32) as isize;
-                bits.load();
-                // the bits above `last` in its word are not this stream's
-                let skip = 31 - (last % 32) as u32;
-                bits.buf >>= skip;
-                bits.avail -= skip;
-            } else {
-                bits.next = -1;
-            }
-        } else {
-            bits.next = (at / 32) as isize;
-            bits.load();
-            let skip = (at % 32) as u32;
-            bits.buf >>= skip;
-            bits.avail -= skip;
+impl Tables {
+    fn new(book: &Codebook, sym_bits: u32) -> Self {
+        let mut fwd = Box::new([0u32; huffman::TABLE_SIZE]);
+        for (slot, entry) in fwd.iter_mut().zip(book.decode_entries(sym_bits)) {
+            *slot = match entry {
+                (_, 0) => SLOW,
+                (None, len) => SLOW | len,
+                (Some(top), len) => top << 16 | len,
+            };
         }
-        bits.refill();
-        bits
+        let mut bwd = Box::new([0u32; huffman::TABLE_SIZE]);
+        for (i, slot) in bwd.iter_mut().enumerate() {
+            *slot = fwd[(i as u32).reverse_bits() as usize >> (32 - huffman::MAX_CODE_LEN)];
+        }
+        Tables { fwd, bwd, sym_bits }
     }
-    #[inline]
-    fn load(&mut self) {
-        let w = usize::try_from(self.next)
+}
+
+/// Eight bytes of `bytes` from byte `at`, little-endian; bytes outside `bytes` read as zero, so a
+/// corrupt region gives wrong symbols (caught by the meeting check or the checksum), never a panic.
+#[inline(always)]
+fn load(bytes: &[u8], at: i64) -> u64 {
+    match usize::try_from(at).ok().and_then(|a| bytes.get(a..a + 8)) {
+        Some(s) => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(s);
+            u64::from_le_bytes(b)
+        }
+        None => load_edge(bytes, at),
+    }
+}
+
+#[cold]
+fn load_edge(bytes: &[u8], at: i64) -> u64 {
+    (0..8).fold(0u64, |v, k| {
+        let byte = usize::try_from(at + k)
             .ok()
-            .and_then(|i| self.words.get(i))
+            .and_then(|a| bytes.get(a))
             .copied()
             .unwrap_or(0);
-        let w = if BACKWARD { w.reverse_bits() } else { w };
-        self.buf |= (w as u64) << self.avail;
-        self.avail += 32;
-        self.next += if BACKWARD { -1 } else { 1 };
+        v | (byte as u64) << (8 * k)
+    })
+}
+
+/// A stream being read: forward from bit `pos`, or backward from bit `pos` (exclusive), of its
+/// block's bytes; `win` holds the bits from `pos` on, `used` of them taken since it was loaded.
+#[derive(Clone, Copy)]
+struct Reader<const BACK: bool> {
+    pos: i64,
+    win: u64,
+    used: u32,
+}
+
+impl<const BACK: bool> Reader<BACK> {
+    fn at(bytes: &[u8], pos: i64) -> Self {
+        let mut r = Reader {
+            pos,
+            win: 0,
+            used: 0,
+        };
+        r.reload(bytes);
+        r
     }
-    #[inline]
-    fn refill(&mut self) {
-        if self.avail < 32 {
-            self.load();
+
+    /// Moves past the bits taken and loads the window again: at least 56 bits.
+    #[inline(always)]
+    fn reload(&mut self, bytes: &[u8]) {
+        if BACK {
+            self.pos -= self.used as i64;
+            let last = self.pos - 1;
+            // the byte holding bit `last` is the window's top byte; `last` its top bit
+            self.win = load(bytes, (last >> 3) - 7) << (7 - (last & 7));
+        } else {
+            self.pos += self.used as i64;
+            self.win = load(bytes, self.pos >> 3) >> (self.pos & 7);
+        }
+        self.used = 0;
+    }
+
+    /// The table entry of the next code.
+    #[inline(always)]
+    fn entry(&self, t: &Tables) -> u32 {
+        if BACK {
+            t.bwd[((self.win << self.used) >> 52) as usize]
+        } else {
+            t.fwd[((self.win >> self.used) & 0xfff) as usize]
         }
     }
-    #[inline]
-    fn take(&mut self, len: u32) {
-        self.buf >>= len;
-        self.avail -= len;
-        self.consumed += len as u64;
+
+    /// The next element's top bits. `used` stays within what the window holds if it was at most
+    /// `12 * (PER_LOAD - 1)` (the slow path loads again).
+    #[inline(always)]
+    fn top(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
+        let e = self.entry(t);
+        if e & SLOW != 0 {
+            return self.slow(bytes, t);
+        }
+        self.used += e & 0xff;
+        Some((e >> 16) as u16)
     }
-    /// The next element's top bits, by `table`; `None` for a bit pattern with no code.
-    #[inline]
-    fn top(&mut self, table: &[u32; huffman::TABLE_SIZE], sym_bits: u32) -> Option<u32> {
-        let entry = table[(self.buf & 0xfff) as usize];
-        let len = entry & 0xff;
+
+    /// An escape (the code, then the element's top bits verbatim, in stream order) or a bit
+    /// pattern with no code (`None`).
+    #[cold]
+    fn slow(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
+        self.reload(bytes);
+        let e = self.entry(t);
+        let len = e & 0xff;
         if len == 0 {
             return None;
         }
-        self.take(len);
-        let top = if entry & ESCAPE != 0 {
-            // the top bits follow verbatim, in stream order either way
-            let top = (self.buf as u32) & ((1 << sym_bits) - 1);
-            self.take(sym_bits);
-            top
+        let s = t.sym_bits;
+        let top = if BACK {
+            (((self.win << len) >> (64 - s)) as u32).reverse_bits() >> (32 - s)
         } else {
-            entry >> 16
+            ((self.win >> len) as u32) & ((1 << s) - 1)
         };
-        self.refill();
-        Some(top)
+        self.used = len + s;
+        self.reload(bytes);
+        Some(top as u16)
     }
-}
 
-/// Table entries: `top << 16 | length`, or `ESCAPE | length`; length 0: no code.
-const ESCAPE: u32 = 0x100;
-
-fn table(book: &Codebook, sym_bits: u32) -> Box<[u32; huffman::TABLE_SIZE]> {
-    let mut out = Box::new([0u32; huffman::TABLE_SIZE]);
-    for (slot, entry) in out.iter_mut().zip(book.decode_entries(sym_bits)) {
-        *slot = match entry {
-            (_, 0) => 0,
-            (None, len) => ESCAPE | len,
-            (Some(top), len) => top << 16 | len,
+    /// Bits read from `start`.
+    fn read_from(&self, start: i64) -> u64 {
+        let pos = if BACK {
+            self.pos - self.used as i64
+        } else {
+            self.pos + self.used as i64
         };
+        (pos - start).unsigned_abs()
     }
-    out
 }
 
 /// Decodes into `out` (exactly the tensor's bytes), after [`super::check_parts`] gave `starts`.
@@ -123,136 +178,195 @@ pub(super) fn decode(
     out: &mut [u8],
     tensor: &str,
 ) -> Result<()> {
-    let table = table(book, layout.sym_bits);
-    let stream = bytes_to_words(&enc.stream);
+    let tables = Tables::new(book, layout.sym_bits);
     let index = bytes_to_words(&enc.index);
-    let raw = bytes_to_words(&enc.raw);
     let block_bytes = (layout.block_groups() * 4) as usize;
+    let stride = layout.chunk_groups * layout.elems_per_group() as usize;
     out.par_chunks_mut(block_bytes)
         .enumerate()
-        .try_for_each(|(b, out)| {
-            let words = &stream[starts.stream[b] as usize..starts.stream[b + 1] as usize];
-            let regions = region_bits(&index[starts.index[b] as usize..]);
-            let block = Block {
-                layout,
-                table: &table,
-                raw: &raw,
-                first_group: b as u64 * layout.block_groups(),
-            };
-            let mut start = 0u64;
-            for (p, &len) in regions.iter().enumerate().take(PAIRS) {
-                let mut fwd = Bits::<false>::new(words, start);
-                let mut bwd = Bits::<true>::new(words, start + len);
+        .try_for_each_init(
+            || vec![0u16; LANES * stride],
+            |tops, (b, out)| {
+                let bytes =
+                    &enc.stream[4 * starts.stream[b] as usize..4 * starts.stream[b + 1] as usize];
+                let block = Block {
+                    layout,
+                    tables: &tables,
+                    bytes,
+                    raw: &enc.raw,
+                    b: b as u64,
+                    stride,
+                    regions: region_bits(&index[starts.index[b] as usize..]),
+                };
                 block
-                    .region(b as u64, p, &mut fwd, &mut bwd, out)
-                    .ok_or_else(|| Error::corrupt(tensor, "bit pattern with no code"))?;
-                if fwd.consumed + bwd.consumed != len {
-                    return Err(Error::corrupt(
-                        tensor,
-                        format!("region {p} of block {b}: its two streams do not meet"),
-                    ));
-                }
-                start += len;
-            }
-            Ok(())
-        })
+                    .decode(tops, out)
+                    .map_err(|why| Error::corrupt(tensor, why))
+            },
+        )
 }
 
-/// What the streams of one block share.
+/// One block being decoded.
 struct Block<'a> {
     layout: &'a Layout,
-    table: &'a [u32; huffman::TABLE_SIZE],
-    raw: &'a [u32],
-    first_group: u64,
+    tables: &'a Tables,
+    /// The block's stream bytes.
+    bytes: &'a [u8],
+    /// The tensor's raw plane.
+    raw: &'a [u8],
+    b: u64,
+    /// Tops of a stream in the scratch: its most symbols.
+    stride: usize,
+    regions: [u64; PAIRS],
 }
 
 impl Block<'_> {
-    /// Decodes region `p` of block `b`: its two streams, word by word side by side, into the
-    /// block's output bytes `out`. `None` on a bit pattern with no code.
-    fn region(
-        &self,
-        b: u64,
-        p: usize,
-        fwd: &mut Bits<false>,
-        bwd: &mut Bits<true>,
-        out: &mut [u8],
-    ) -> Option<()> {
-        match self.layout.elems_per_group() {
-            1 => self.region_of::<1>(b, p, fwd, bwd, out),
-            2 => self.region_of::<2>(b, p, fwd, bwd, out),
-            _ => self.region_of::<4>(b, p, fwd, bwd, out),
-        }
-    }
-
-    /// [`Block::region`] for `E` elements a word.
-    fn region_of<const E: u32>(
-        &self,
-        b: u64,
-        p: usize,
-        fwd: &mut Bits<false>,
-        bwd: &mut Bits<true>,
-        out: &mut [u8],
-    ) -> Option<()> {
-        // each stream's first word and words; its next ones are a quarter's 64 lanes apart
-        let (first0, n0) = self.layout.stream_span(b, 2 * p);
-        let (first1, n1) = self.layout.stream_span(b, 2 * p + 1);
-        for j in 0..n0.max(n1) {
-            if j < n0 {
-                let g = first0 + j * super::LANES as u64;
-                let w = self.word::<E, false>(g, fwd)?;
-                self.put(g, w, out);
-            }
-            if j < n1 {
-                let g = first1 + j * super::LANES as u64;
-                let w = self.word::<E, true>(g, bwd)?;
-                self.put(g, w, out);
-            }
-        }
-        Some(())
-    }
-
-    /// Output word `g` of the tensor, of `E` elements, their tops read from `bits`.
-    #[inline]
-    fn word<const E: u32, const BACKWARD: bool>(
-        &self,
-        g: u64,
-        bits: &mut Bits<BACKWARD>,
-    ) -> Option<u32> {
+    fn decode(&self, tops: &mut [u16], out: &mut [u8]) -> std::result::Result<(), String> {
         let l = self.layout;
-        let (width, r) = (l.width, l.raw_bits());
-        // the raw bits of the whole word, at most 32
-        let low = if r == 0 {
-            0
-        } else {
-            let at = g * (E * r) as u64;
-            let w = (at / 32) as usize;
-            let pair = self.raw.get(w).copied().unwrap_or(0) as u64
-                | (self.raw.get(w + 1).copied().unwrap_or(0) as u64) << 32;
-            (pair >> (at % 32)) as u32
-        };
-        let (raw_mask, elem_mask) = ((1u32 << r) - 1, ((1u64 << width) - 1) as u32);
-        let mut value = 0u32;
-        if (g + 1) * E as u64 <= l.n {
-            for k in 0..E {
-                let top = bits.top(self.table, l.sym_bits)?;
-                value |= ((top << r | (low >> (k * r)) & raw_mask) & elem_mask) << (k * width);
+        let starts: Vec<u64> = std::iter::once(0)
+            .chain(self.regions.iter().scan(0, |at, &r| {
+                *at += r;
+                Some(*at)
+            }))
+            .collect();
+        let quarter_bytes = (l.quarter_groups() * 4) as usize;
+        for (q, out) in out.chunks_mut(quarter_bytes).enumerate() {
+            let first_pair = q * LANES / 2;
+            for p in (first_pair..first_pair + LANES / 2).step_by(REGIONS) {
+                self.regions_from(p, &starts, tops)?;
             }
-        } else {
-            // the tensor's last word, partly past its end
-            for k in 0..(l.n - g * E as u64) as u32 {
-                let top = bits.top(self.table, l.sym_bits)?;
-                value |= ((top << r | (low >> (k * r)) & raw_mask) & elem_mask) << (k * width);
-            }
+            let first_group = self.b * l.block_groups() + q as u64 * l.quarter_groups();
+            self.merge(first_group, tops, out);
         }
-        Some(value)
+        Ok(())
     }
 
-    /// Writes output word `g` (the tensor's) into the block's bytes, only the elements that exist.
-    #[inline]
-    fn put(&self, g: u64, value: u32, out: &mut [u8]) {
-        let at = ((g - self.first_group) * 4) as usize;
-        let bytes = value.to_le_bytes();
-        let n = (out.len() - at).min(4);
-        out[at..at + n].copy_from_slice(&bytes[..n]);
+    /// Symbols of stream `s` of the block.
+    fn symbols(&self, s: usize) -> usize {
+        let l = self.layout;
+        let (first, count) = l.stream_span(self.b, s);
+        let e = l.elems_per_group();
+        // the tensor's last group may be partial
+        let last = l.groups() - 1;
+        let holds_last = last >= first
+            && (last - first) % LANES as u64 == 0
+            && (last - first) / (LANES as u64) < count;
+        let short = if holds_last { l.groups() * e - l.n } else { 0 };
+        (count * e - short) as usize
+    }
+
+    /// Decodes regions `p .. p + REGIONS` into the quarter's scratch `tops` (stream `s` of a
+    /// quarter at `(s % LANES) * stride`), and checks that the two streams of each meet.
+    fn regions_from(
+        &self,
+        p: usize,
+        starts: &[u64],
+        tops: &mut [u16],
+    ) -> std::result::Result<(), String> {
+        let (t, bytes) = (self.tables, self.bytes);
+        let mut fwd: [Reader<false>; REGIONS] =
+            std::array::from_fn(|i| Reader::at(bytes, starts[p + i] as i64));
+        let mut bwd: [Reader<true>; REGIONS] =
+            std::array::from_fn(|i| Reader::at(bytes, starts[p + i + 1] as i64));
+        let count: [[usize; 2]; REGIONS] =
+            std::array::from_fn(|i| [self.symbols(2 * (p + i)), self.symbols(2 * (p + i) + 1)]);
+        let at = |i: usize, half: usize| ((2 * (p + i) + half) % LANES) * self.stride;
+        let common = count.iter().flatten().copied().min().unwrap_or(0);
+        let no_code = || format!("block {}: bit pattern with no code", self.b);
+        // all streams, PER_LOAD symbols each from one window
+        let mut k = 0;
+        while k + PER_LOAD <= common {
+            for i in 0..REGIONS {
+                fwd[i].reload(bytes);
+                bwd[i].reload(bytes);
+            }
+            for j in k..k + PER_LOAD {
+                for i in 0..REGIONS {
+                    tops[at(i, 0) + j] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
+                    tops[at(i, 1) + j] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
+                }
+            }
+            k += PER_LOAD;
+        }
+        // the rest of each stream, a load a symbol
+        for i in 0..REGIONS {
+            for j in k..count[i][0] {
+                fwd[i].reload(bytes);
+                tops[at(i, 0) + j] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
+            }
+            for j in k..count[i][1] {
+                bwd[i].reload(bytes);
+                tops[at(i, 1) + j] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
+            }
+            let (start, end) = (starts[p + i] as i64, starts[p + i + 1] as i64);
+            if fwd[i].read_from(start) + bwd[i].read_from(end) != self.regions[p + i] {
+                return Err(format!(
+                    "region {} of block {}: its two streams do not meet",
+                    p + i,
+                    self.b
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the quarter's output words, from `first_group` on, into `out` (the quarter's bytes;
+    /// the tensor's last word may be partial).
+    fn merge(&self, first_group: u64, tops: &[u16], out: &mut [u8]) {
+        let l = self.layout;
+        match (l.elems_per_group(), l.raw_bits()) {
+            (4, 0) => self.merge_as::<4, 0>(first_group, tops, out),
+            (2, 4) => self.merge_as::<2, 4>(first_group, tops, out),
+            (2, 5) => self.merge_as::<2, 5>(first_group, tops, out),
+            (2, 6) => self.merge_as::<2, 6>(first_group, tops, out),
+            (2, 7) => self.merge_as::<2, 7>(first_group, tops, out),
+            (2, 8) => self.merge_as::<2, 8>(first_group, tops, out),
+            (1, 20) => self.merge_as::<1, 20>(first_group, tops, out),
+            (1, 21) => self.merge_as::<1, 21>(first_group, tops, out),
+            (1, 22) => self.merge_as::<1, 22>(first_group, tops, out),
+            (1, 23) => self.merge_as::<1, 23>(first_group, tops, out),
+            (1, 24) => self.merge_as::<1, 24>(first_group, tops, out),
+            // Layout::new admits no other
+            _ => unreachable!("layout {l:?}"),
+        }
+    }
+
+    /// [`Block::merge`] for `E` elements a word of `R` raw bits each.
+    fn merge_as<const E: usize, const R: u32>(
+        &self,
+        first_group: u64,
+        tops: &[u16],
+        out: &mut [u8],
+    ) {
+        let width = 32 / E as u32;
+        let word = |g: usize| -> u32 {
+            let (lane, step) = (g % LANES, g / LANES);
+            let t = &tops[lane * self.stride + step * E..][..E];
+            let low = if R == 0 {
+                0
+            } else {
+                let bit = (first_group + g as u64) * (E as u64 * R as u64);
+                (load(self.raw, (bit >> 3) as i64) >> (bit & 7)) as u32
+            };
+            let mut v = 0u32;
+            for (k, &top) in t.iter().enumerate() {
+                let raw = if R == 0 {
+                    0
+                } else {
+                    (low >> (k as u32 * R)) & ((1 << R) - 1)
+                };
+                v |= ((top as u32) << R | raw) << (k as u32 * width % 32);
+            }
+            v
+        };
+        let whole = out.len() / 4;
+        let mut words = out.chunks_exact_mut(4);
+        for (g, w) in (&mut words).enumerate() {
+            w.copy_from_slice(&word(g).to_le_bytes());
+        }
+        let rest = words.into_remainder();
+        if !rest.is_empty() {
+            let n = rest.len();
+            rest.copy_from_slice(&word(whole).to_le_bytes()[..n]);
+        }
     }
 }

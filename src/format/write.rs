@@ -364,7 +364,11 @@ fn code(bytes: &[u8], dtype: &str, opts: &CompressOptions) -> Result<Option<Writ
 
 /// One tensor coded as [`compress_file`] codes it (in memory, nothing written): `None` for a
 /// tensor stored verbatim. What `vramzip bench` times as CPU encoding.
-pub fn code_tensor(bytes: &[u8], dtype: &str, opts: &CompressOptions) -> Result<Option<CodedTensor>> {
+pub fn code_tensor(
+    bytes: &[u8],
+    dtype: &str,
+    opts: &CompressOptions,
+) -> Result<Option<CodedTensor>> {
     Ok(code(bytes, dtype, opts)?.map(|w| w.coded))
 }
 

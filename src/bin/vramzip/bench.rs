@@ -267,7 +267,11 @@ fn header_dtypes(input: &Path) -> Result<Vec<String>> {
 
 /// Times coding each `(dtype, bytes)` tensor as compression does, and decoding it again into a
 /// buffer made beforehand (as `decompress` does), best of [`ROUNDS`].
-fn cpu_times(tensors: &[(&str, &[u8])], opts: &CompressOptions, threads: usize) -> Result<CpuTimes> {
+fn cpu_times(
+    tensors: &[(&str, &[u8])],
+    opts: &CompressOptions,
+    threads: usize,
+) -> Result<CpuTimes> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
