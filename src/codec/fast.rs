@@ -3,16 +3,16 @@
 //! tests compare it with), faster, in two passes over each quarter of a block:
 //!
 //! 1. **Symbols**: the streams of [`REGIONS`] regions at once (forward and backward ones side by
-//!    side, independent chains for the CPU to overlap) into a scratch of element tops, stream by
-//!    stream. A stream is read from a 64-bit window loaded at its bit position with one unaligned
+//!    side, independent chains for the CPU to overlap) into a scratch of element tops in output
+//!    order. A stream is read from a 64-bit window loaded at its bit position with one unaligned
 //!    load, which holds at least 56 unread bits: four codes of at most 12 bits each come out of it
 //!    before the next load, with no per-symbol refill test. A forward stream reads its window
 //!    least significant bit first; a backward one is read as it lies, most significant bit first
 //!    (its first bit at the top), through a second table indexed by the bit-reversed 12 bits, so
 //!    no bits are reversed while decoding. Escapes and bit patterns without a code take a slow
 //!    path from the table's flag.
-//! 2. **Merge**: each output word from its elements' tops and its raw bits (one unaligned load a
-//!    word), in output order, specialized per elements a word and raw bits an element.
+//! 2. **Merge**: each element from its top and its raw bits, eight elements (whose raw bits start
+//!    on a byte) at a time, specialized per elements a word and raw bits an element.
 
 use super::{
     BlockStarts, Codebook, Encoded, LANES, Layout, PAIRS, bytes_to_words, huffman, region_bits,
@@ -25,8 +25,11 @@ const REGIONS: usize = 4;
 /// Codes taken from one window: 4 of at most 12 bits fit the 56 bits a load guarantees.
 const PER_LOAD: usize = 4;
 
-/// Table entries: `top << 16 | length`, `SLOW | length` for the escape, `SLOW` for no code.
-const SLOW: u32 = 0x100;
+/// Table entries: `length << 16 | top`, `SLOW | length << 16` for the escape, `SLOW` for no code:
+/// a symbol's top is the entry's low half as it stands, its length the high half.
+const SLOW: u32 = 1 << 24;
+/// Elements of a quarter's scratch: the most a quarter has (64 streams of 1024 groups of 4).
+const SCRATCH: usize = LANES * super::MAX_CHUNK_GROUPS * 4;
 
 /// The decode tables of one code: by the next 12 bits in stream order (`fwd`) and by the same bits
 /// bit-reversed (`bwd`, for windows read most significant bit first).
@@ -42,8 +45,8 @@ impl Tables {
         for (slot, entry) in fwd.iter_mut().zip(book.decode_entries(sym_bits)) {
             *slot = match entry {
                 (_, 0) => SLOW,
-                (None, len) => SLOW | len,
-                (Some(top), len) => top << 16 | len,
+                (None, len) => SLOW | len << 16,
+                (Some(top), len) => len << 16 | top,
             };
         }
         let mut bwd = Box::new([0u32; huffman::TABLE_SIZE]);
@@ -133,8 +136,8 @@ impl<const BACK: bool> Reader<BACK> {
         if e & SLOW != 0 {
             return self.slow(bytes, t);
         }
-        self.used += e & 0xff;
-        Some((e >> 16) as u16)
+        self.used += e >> 16;
+        Some(e as u16)
     }
 
     /// An escape (the code, then the element's top bits verbatim, in stream order) or a bit
@@ -143,7 +146,7 @@ impl<const BACK: bool> Reader<BACK> {
     fn slow(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
         self.reload(bytes);
         let e = self.entry(t);
-        let len = e & 0xff;
+        let len = (e >> 16) & 0xff;
         if len == 0 {
             return None;
         }
@@ -169,6 +172,15 @@ impl<const BACK: bool> Reader<BACK> {
     }
 }
 
+/// A quarter's tops, in output order; a fixed size so that an index taken modulo it needs no
+/// bounds check.
+fn scratch() -> Box<[u16; SCRATCH]> {
+    match vec![0u16; SCRATCH].into_boxed_slice().try_into() {
+        Ok(b) => b,
+        Err(_) => unreachable!("a boxed slice of SCRATCH elements"),
+    }
+}
+
 /// Decodes into `out` (exactly the tensor's bytes), after [`super::check_parts`] gave `starts`.
 pub(super) fn decode(
     layout: &Layout,
@@ -181,28 +193,23 @@ pub(super) fn decode(
     let tables = Tables::new(book, layout.sym_bits);
     let index = bytes_to_words(&enc.index);
     let block_bytes = (layout.block_groups() * 4) as usize;
-    let stride = layout.chunk_groups * layout.elems_per_group() as usize;
     out.par_chunks_mut(block_bytes)
         .enumerate()
-        .try_for_each_init(
-            || vec![0u16; LANES * stride],
-            |tops, (b, out)| {
-                let bytes =
-                    &enc.stream[4 * starts.stream[b] as usize..4 * starts.stream[b + 1] as usize];
-                let block = Block {
-                    layout,
-                    tables: &tables,
-                    bytes,
-                    raw: &enc.raw,
-                    b: b as u64,
-                    stride,
-                    regions: region_bits(&index[starts.index[b] as usize..]),
-                };
-                block
-                    .decode(tops, out)
-                    .map_err(|why| Error::corrupt(tensor, why))
-            },
-        )
+        .try_for_each_init(scratch, |tops, (b, out)| {
+            let bytes =
+                &enc.stream[4 * starts.stream[b] as usize..4 * starts.stream[b + 1] as usize];
+            let block = Block {
+                layout,
+                tables: &tables,
+                bytes,
+                raw: &enc.raw,
+                b: b as u64,
+                regions: region_bits(&index[starts.index[b] as usize..]),
+            };
+            block
+                .decode(tops, out)
+                .map_err(|why| Error::corrupt(tensor, why))
+        })
 }
 
 /// One block being decoded.
@@ -214,13 +221,11 @@ struct Block<'a> {
     /// The tensor's raw plane.
     raw: &'a [u8],
     b: u64,
-    /// Tops of a stream in the scratch: its most symbols.
-    stride: usize,
     regions: [u64; PAIRS],
 }
 
 impl Block<'_> {
-    fn decode(&self, tops: &mut [u16], out: &mut [u8]) -> std::result::Result<(), String> {
+    fn decode(&self, tops: &mut [u16; SCRATCH], out: &mut [u8]) -> std::result::Result<(), String> {
         let l = self.layout;
         let starts: Vec<u64> = std::iter::once(0)
             .chain(self.regions.iter().scan(0, |at, &r| {
@@ -254,13 +259,13 @@ impl Block<'_> {
         (count * e - short) as usize
     }
 
-    /// Decodes regions `p .. p + REGIONS` into the quarter's scratch `tops` (stream `s` of a
-    /// quarter at `(s % LANES) * stride`), and checks that the two streams of each meet.
+    /// Decodes regions `p .. p + REGIONS` into the quarter's scratch `tops` (in output order),
+    /// and checks that the two streams of each meet.
     fn regions_from(
         &self,
         p: usize,
         starts: &[u64],
-        tops: &mut [u16],
+        tops: &mut [u16; SCRATCH],
     ) -> std::result::Result<(), String> {
         let (t, bytes) = (self.tables, self.bytes);
         let mut fwd: [Reader<false>; REGIONS] =
@@ -269,7 +274,10 @@ impl Block<'_> {
             std::array::from_fn(|i| Reader::at(bytes, starts[p + i + 1] as i64));
         let count: [[usize; 2]; REGIONS] =
             std::array::from_fn(|i| [self.symbols(2 * (p + i)), self.symbols(2 * (p + i) + 1)]);
-        let at = |i: usize, half: usize| ((2 * (p + i) + half) % LANES) * self.stride;
+        // stream symbol `j` is element `(j / E) * LANES * E + lane * E + j % E` of the quarter
+        let es = self.layout.elems_per_group().trailing_zeros();
+        let at = |i: usize, half: usize| ((2 * (p + i) + half) % LANES) << es;
+        let off = |j: usize| ((j >> es) << (6 + es)) | (j & ((1 << es) - 1));
         let common = count.iter().flatten().copied().min().unwrap_or(0);
         let no_code = || format!("block {}: bit pattern with no code", self.b);
         // all streams, PER_LOAD symbols each from one window
@@ -281,8 +289,10 @@ impl Block<'_> {
             }
             for j in k..k + PER_LOAD {
                 for i in 0..REGIONS {
-                    tops[at(i, 0) + j] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
-                    tops[at(i, 1) + j] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
+                    tops[(at(i, 0) + off(j)) % SCRATCH] =
+                        fwd[i].top(bytes, t).ok_or_else(no_code)?;
+                    tops[(at(i, 1) + off(j)) % SCRATCH] =
+                        bwd[i].top(bytes, t).ok_or_else(no_code)?;
                 }
             }
             k += PER_LOAD;
@@ -291,11 +301,11 @@ impl Block<'_> {
         for i in 0..REGIONS {
             for j in k..count[i][0] {
                 fwd[i].reload(bytes);
-                tops[at(i, 0) + j] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
+                tops[(at(i, 0) + off(j)) % SCRATCH] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
             }
             for j in k..count[i][1] {
                 bwd[i].reload(bytes);
-                tops[at(i, 1) + j] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
+                tops[(at(i, 1) + off(j)) % SCRATCH] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
             }
             let (start, end) = (starts[p + i] as i64, starts[p + i + 1] as i64);
             if fwd[i].read_from(start) + bwd[i].read_from(end) != self.regions[p + i] {
@@ -330,43 +340,66 @@ impl Block<'_> {
         }
     }
 
-    /// [`Block::merge`] for `E` elements a word of `R` raw bits each.
+    /// [`Block::merge`] for `E` elements a word of `R` raw bits each: eight elements at a time,
+    /// whose raw bits start on a byte.
     fn merge_as<const E: usize, const R: u32>(
         &self,
         first_group: u64,
         tops: &[u16],
         out: &mut [u8],
     ) {
-        let width = 32 / E as u32;
-        let word = |g: usize| -> u32 {
-            let (lane, step) = (g % LANES, g / LANES);
-            let t = &tops[lane * self.stride + step * E..][..E];
+        let bytes = 4 / E;
+        let first_raw = (first_group * E as u64 * R as u64 / 8) as usize;
+        let element = |i: usize, low: u64| -> u32 {
+            let raw = if R == 0 {
+                0
+            } else {
+                (low as u32) & ((1 << R) - 1)
+            };
+            (tops[i] as u32) << R | raw
+        };
+        let from = (out.len() / (8 * bytes)) * 8;
+        let mut chunks = out.chunks_exact_mut(8 * bytes);
+        for (c, chunk) in (&mut chunks).enumerate() {
+            let at = first_raw + c * R as usize;
+            let Some(raw) = self.raw.get(at..at + R as usize + 8) else {
+                // the plane's last bytes: element by element below
+                let from = c * 8;
+                self.merge_slow::<E, R>(first_group, from, tops, chunk);
+                continue;
+            };
+            for k in 0..8 {
+                let bit = k * R as usize;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&raw[bit / 8..bit / 8 + 8]);
+                let v = element(c * 8 + k, u64::from_le_bytes(b) >> (bit % 8));
+                chunk[k * bytes..(k + 1) * bytes].copy_from_slice(&v.to_le_bytes()[..bytes]);
+            }
+        }
+        let rest = chunks.into_remainder();
+        self.merge_slow::<E, R>(first_group, from, tops, rest);
+    }
+
+    /// Elements `from ..` of the quarter into `out` (their bytes; the last may be partial).
+    fn merge_slow<const E: usize, const R: u32>(
+        &self,
+        first_group: u64,
+        from: usize,
+        tops: &[u16],
+        out: &mut [u8],
+    ) {
+        let bytes = 4 / E;
+        for (k, dst) in out.chunks_mut(bytes).enumerate() {
+            let i = from + k;
+            let bit = (first_group * E as u64 + i as u64) * R as u64;
             let low = if R == 0 {
                 0
             } else {
-                let bit = (first_group + g as u64) * (E as u64 * R as u64);
-                (load(self.raw, (bit >> 3) as i64) >> (bit & 7)) as u32
+                (load(self.raw, (bit >> 3) as i64) >> (bit & 7)) as u32 & ((1 << R) - 1)
             };
-            let mut v = 0u32;
-            for (k, &top) in t.iter().enumerate() {
-                let raw = if R == 0 {
-                    0
-                } else {
-                    (low >> (k as u32 * R)) & ((1 << R) - 1)
-                };
-                v |= ((top as u32) << R | raw) << (k as u32 * width % 32);
-            }
-            v
-        };
-        let whole = out.len() / 4;
-        let mut words = out.chunks_exact_mut(4);
-        for (g, w) in (&mut words).enumerate() {
-            w.copy_from_slice(&word(g).to_le_bytes());
-        }
-        let rest = words.into_remainder();
-        if !rest.is_empty() {
-            let n = rest.len();
-            rest.copy_from_slice(&word(whole).to_le_bytes()[..n]);
+            let v = (tops[i] as u32) << R | low;
+            let n = dst.len();
+            dst.copy_from_slice(&v.to_le_bytes()[..n]);
         }
     }
 }
