@@ -41,11 +41,13 @@
 //!   a prefix sum the reader computes (as u64 on the CPU, so tensors over 4 GiB are fine).
 //! * **Code table**: code lengths per symbol (see [`Codebook`]), shared or per tensor.
 
+mod encode;
 mod fast;
 pub mod huffman;
 pub mod shared;
 
 use crate::error::{Error, Result};
+pub use encode::encode;
 use rayon::prelude::*;
 
 /// Lanes of a quarter: the output words of one step, written side by side.
@@ -457,55 +459,6 @@ pub fn choose(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Cho
     Ok(best.filter(|b| b.total_bits < n * width as u64))
 }
 
-/// Little-endian u32 words, written least significant bit first.
-struct BitWriter {
-    words: Vec<u32>,
-    acc: u64,
-    nbits: u32,
-    total: u64,
-}
-
-impl BitWriter {
-    fn new() -> Self {
-        BitWriter {
-            words: Vec::new(),
-            acc: 0,
-            nbits: 0,
-            total: 0,
-        }
-    }
-    #[inline]
-    fn put(&mut self, bits: u32, len: u32) {
-        self.acc |= (bits as u64) << self.nbits;
-        self.nbits += len;
-        self.total += len as u64;
-        if self.nbits >= 32 {
-            self.words.push(self.acc as u32);
-            self.acc >>= 32;
-            self.nbits -= 32;
-        }
-    }
-    /// Empties it, keeping its memory.
-    fn clear(&mut self) {
-        self.words.clear();
-        (self.acc, self.nbits, self.total) = (0, 0, 0);
-    }
-    /// Its words so far, the last one partial: pending bits are flushed (write no more after).
-    fn flushed(&mut self) -> &[u32] {
-        if self.nbits > 0 {
-            self.words.push(self.acc as u32);
-            (self.acc, self.nbits) = (0, 0);
-        }
-        &self.words
-    }
-    fn finish(mut self) -> Vec<u32> {
-        if self.nbits > 0 {
-            self.words.push(self.acc as u32);
-        }
-        self.words
-    }
-}
-
 /// Reads `len` (at most 32) bits at bit `pos` of `words`; bits past the end read as zero, so a
 /// corrupt offset gives garbage that the checksum catches, never a panic.
 #[inline]
@@ -521,10 +474,6 @@ fn peek(words: &[u32], pos: u64, len: u32) -> u32 {
     }
 }
 
-fn words_to_bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
 fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
     bytes
         .chunks(4)
@@ -536,19 +485,6 @@ fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-impl BitWriter {
-    /// Appends the first `len` bits of `words` in reverse order: bit `len - 1` first.
-    fn put_reversed(&mut self, words: &[u32], len: u64) {
-        let mut end = len;
-        while end > 0 {
-            let k = end.min(32) as u32;
-            let chunk = peek(words, end - k as u64, k);
-            self.put(chunk.reverse_bits() >> (32 - k), k);
-            end -= k as u64;
-        }
-    }
-}
-
 /// The low `bits` bits set (`bits` <= 32).
 #[inline]
 fn mask(bits: u32) -> u32 {
@@ -557,106 +493,6 @@ fn mask(bits: u32) -> u32 {
     } else {
         (1 << bits) - 1
     }
-}
-
-/// Bits of the delta width that hold `spread`.
-fn width_for(spread: u64) -> u32 {
-    64 - spread.leading_zeros()
-}
-
-/// One block coded: its stream words and bits, raw words, and index words.
-struct EncodedBlock {
-    stream: Vec<u32>,
-    raw: Vec<u32>,
-    index: Vec<u32>,
-}
-
-/// Encodes `data` (the tensor's bytes) with `book`. Symbols without a code of their own go through
-/// the escape; fails if the book has no escape for such a symbol.
-pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> {
-    let width = layout.width;
-    if data.len() as u64 != layout.decoded_bytes() || book.sym_bits != layout.sym_bits {
-        return Err(Error::InvalidArgument(
-            "encode: data or codebook does not match the layout".into(),
-        ));
-    }
-    let codes = huffman::canonical_codes(&book.lens);
-    let escape = codes[book.escape()];
-    let (s, r) = (layout.sym_bits, layout.raw_bits());
-    let (n, e) = (layout.n, layout.elems_per_group());
-    let block_groups = layout.block_groups();
-    // writes stream `st` of block `b` into `w`
-    let code_stream = |b: u64, st: usize, w: &mut BitWriter| -> Result<()> {
-        for g in layout.stream_groups(b, st) {
-            for i in g * e..n.min(g * e + e) {
-                let v = element(data, i as usize, width);
-                let sym = rotate_in(v >> r, s) as usize;
-                let (code, len) = codes[sym];
-                if len > 0 {
-                    w.put(code as u32, len as u32);
-                } else if escape.1 > 0 {
-                    w.put(escape.0 as u32, escape.1 as u32);
-                    w.put(v >> r, s);
-                } else {
-                    return Err(Error::InvalidArgument(format!(
-                        "symbol {sym} of element {i} has no code in the codebook"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    };
-    let blocks: Vec<Result<EncodedBlock>> = (0..layout.blocks())
-        .into_par_iter()
-        .map(|b| {
-            let mut stream = BitWriter::new();
-            let mut regions = [0u64; PAIRS];
-            // the backward stream is coded forward here, then appended reversed
-            let mut bwd = BitWriter::new();
-            for (p, region) in regions.iter_mut().enumerate() {
-                let start = stream.total;
-                code_stream(b, 2 * p, &mut stream)?;
-                bwd.clear();
-                code_stream(b, 2 * p + 1, &mut bwd)?;
-                let bwd_bits = bwd.total;
-                stream.put_reversed(bwd.flushed(), bwd_bits);
-                *region = stream.total - start;
-            }
-            let min = *regions.iter().min().unwrap_or(&0);
-            let delta_bits = width_for(regions.iter().max().unwrap_or(&0) - min);
-            if min >= 1 << 27 || delta_bits > MAX_DELTA_BITS {
-                return Err(Error::InvalidArgument(
-                    "a block's regions are too long for the index".into(),
-                ));
-            }
-            let mut index = BitWriter::new();
-            index.put(min as u32 | delta_bits << 27, 32);
-            for &len in &regions {
-                index.put((len - min) as u32, delta_bits);
-            }
-            let mut raw = BitWriter::new();
-            if r > 0 {
-                let first_group = b * block_groups;
-                let groups = block_groups.min(layout.groups() - first_group);
-                for i in first_group * e..n.min((first_group + groups) * e) {
-                    raw.put(element(data, i as usize, width) & mask(r), r);
-                }
-            }
-            Ok(EncodedBlock {
-                stream: stream.finish(),
-                raw: raw.finish(),
-                index: index.finish(),
-            })
-        })
-        .collect();
-    let mut out = Encoded::default();
-    for block in blocks {
-        let block = block?;
-        out.stream.extend(words_to_bytes(&block.stream));
-        out.raw.extend(words_to_bytes(&block.raw));
-        out.index.extend(words_to_bytes(&block.index));
-    }
-    Ok(out)
 }
 
 /// Where each block's index and stream start, in words (one more entry than blocks: the ends),
