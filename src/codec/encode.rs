@@ -94,10 +94,9 @@ fn width_for(spread: u64) -> u32 {
     64 - spread.leading_zeros()
 }
 
-/// One block coded.
+/// One block's stream and index.
 struct EncodedBlock {
     stream: Vec<u8>,
-    raw: Vec<u8>,
     index: Vec<u8>,
 }
 
@@ -123,11 +122,14 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
         .into_par_iter()
         .map_init(|| vec![0u8; most], |buf, b| coder.block(b, buf))
         .collect();
-    let mut out = Encoded::default();
+    let blocks = blocks.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut out = Encoded {
+        stream: Vec::with_capacity(blocks.iter().map(|b| b.stream.len()).sum()),
+        index: Vec::with_capacity(blocks.iter().map(|b| b.index.len()).sum()),
+        raw: raw_plane(data, layout),
+    };
     for block in blocks {
-        let block = block?;
         out.stream.extend_from_slice(&block.stream);
-        out.raw.extend_from_slice(&block.raw);
         out.index.extend_from_slice(&block.index);
     }
     Ok(out)
@@ -261,50 +263,70 @@ impl Coder<'_> {
         for &len in &regions {
             w.put((len - min) as u32, delta_bits);
         }
-        let raw = match l.raw_bits() {
-            0 => Vec::new(),
-            4 => self.raw::<E, 4>(b)?,
-            5 => self.raw::<E, 5>(b)?,
-            6 => self.raw::<E, 6>(b)?,
-            7 => self.raw::<E, 7>(b)?,
-            8 => self.raw::<E, 8>(b)?,
-            20 => self.raw::<E, 20>(b)?,
-            21 => self.raw::<E, 21>(b)?,
-            22 => self.raw::<E, 22>(b)?,
-            23 => self.raw::<E, 23>(b)?,
-            24 => self.raw::<E, 24>(b)?,
-            // Layout::new admits no other
-            r => unreachable!("{r} raw bits"),
-        };
         Ok(EncodedBlock {
             index: w.finish()?,
             stream: stream.finish()?,
-            raw,
         })
     }
+}
 
-    /// The raw bits of block `b`'s elements, `E` to a word, `R` each, a word's at a time.
-    fn raw<const E: usize, const R: u32>(&self, b: u64) -> Result<Vec<u8>> {
-        let l = self.layout;
-        let width = 32 / E as u32;
-        let first = b * l.block_groups();
-        let end = (first + l.block_groups()).min(l.groups());
-        let mut buf = vec![0u8; ((end - first) * (E as u64 * R as u64)).div_ceil(8) as usize + 8];
-        let mut raw = BitWriter::new(&mut buf);
-        for g in first..end {
-            let (v, elems) = self.word::<E>(g);
-            let mut bits = 0u32;
-            for k in 0..E {
-                bits |= ((v >> (k as u32 * width % 32)) & ((1 << R) - 1)) << (k as u32 * R);
-            }
-            // the tensor's last word: only the elements it has
-            let len = if elems == E {
-                E as u32 * R
-            } else {
-                elems as u32 * R
-            };
-            raw.put(bits & super::mask(len), len);
-        }
-        raw.finish()
+/// The raw plane of `data` (see the layout): each element's low bits, packed.
+fn raw_plane(data: &[u8], layout: &Layout) -> Vec<u8> {
+    match (layout.width, layout.raw_bits()) {
+        (_, 0) => Vec::new(),
+        (16, 4) => raw_as::<16, 4>(data, layout),
+        (16, 5) => raw_as::<16, 5>(data, layout),
+        (16, 6) => raw_as::<16, 6>(data, layout),
+        (16, 7) => raw_as::<16, 7>(data, layout),
+        (16, 8) => raw_as::<16, 8>(data, layout),
+        (32, 20) => raw_as::<32, 20>(data, layout),
+        (32, 21) => raw_as::<32, 21>(data, layout),
+        (32, 22) => raw_as::<32, 22>(data, layout),
+        (32, 23) => raw_as::<32, 23>(data, layout),
+        (32, 24) => raw_as::<32, 24>(data, layout),
+        // Layout::new admits no other
+        (w, r) => unreachable!("{w}-bit elements with {r} raw bits"),
     }
+}
+
+/// [`raw_plane`] for `W`-bit elements of `R` raw bits: eight elements give `R` whole bytes, so
+/// pieces of the plane are written in parallel, each straight to its place.
+fn raw_as<const W: usize, const R: usize>(data: &[u8], layout: &Layout) -> Vec<u8> {
+    let mut out = vec![0u8; layout.raw_bytes() as usize];
+    // elements a parallel piece: a multiple of 32, so each piece ends on a whole word
+    const PIECE: usize = 1 << 16;
+    let (bytes, elem) = (W / 8, |e: &[u8]| -> u32 {
+        let mut b = [0u8; 4];
+        b[..W / 8].copy_from_slice(e);
+        u32::from_le_bytes(b) & ((1 << R) - 1)
+    });
+    out.par_chunks_mut(PIECE * R / 8)
+        .zip(data.par_chunks(PIECE * bytes))
+        .for_each(|(out, data)| {
+            let mut eights = data.chunks_exact(8 * bytes);
+            for (dst, src) in out.chunks_exact_mut(R).zip(&mut eights) {
+                let mut packed = [0u8; 28];
+                for k in 0..8 {
+                    let bit = k * R;
+                    let v = elem(&src[k * bytes..(k + 1) * bytes]) << (bit % 8);
+                    for (p, b) in packed[bit / 8..bit / 8 + 4].iter_mut().zip(v.to_le_bytes()) {
+                        *p |= b;
+                    }
+                }
+                dst.copy_from_slice(&packed[..R]);
+            }
+            // the tensor's last elements, fewer than eight
+            let rest = eights.remainder();
+            let first = (data.len() - rest.len()) / bytes * R;
+            for (k, e) in rest.chunks_exact(bytes).enumerate() {
+                let bit = first + k * R;
+                let v = (elem(e) as u64) << (bit % 8);
+                for (j, b) in v.to_le_bytes().iter().enumerate() {
+                    if let Some(o) = out.get_mut(bit / 8 + j) {
+                        *o |= b;
+                    }
+                }
+            }
+        });
+    out
 }
