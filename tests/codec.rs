@@ -53,9 +53,8 @@ fn check(data: &[u8], width: u32, chunk_groups: usize) {
 fn check_forced(data: &[u8], width: u32, sym_bits: u32, chunk_groups: usize) {
     let n = (data.len() / (width as usize / 8)) as u64;
     let layout = Layout::new(n, width, sym_bits, chunk_groups).unwrap();
-    let top16 = codec::top16_histogram(data, width);
-    let book =
-        Codebook::from_histogram(sym_bits, &codec::symbol_histogram(&top16, width, sym_bits));
+    let top = codec::top_histogram(data, width);
+    let book = Codebook::from_histogram(sym_bits, &codec::symbol_histogram(&top, width, sym_bits));
     let enc = codec::encode(data, &layout, &book).unwrap();
     let mut out = vec![0u8; data.len()];
     codec::decode(&layout, &enc, &book, &mut out, "forced").unwrap();

@@ -339,20 +339,6 @@ impl CodedTensor {
 }
 
 #[inline]
-fn element(data: &[u8], i: usize, width: u32) -> u32 {
-    match width {
-        8 => data[i] as u32,
-        16 => u16::from_le_bytes([data[2 * i], data[2 * i + 1]]) as u32,
-        _ => u32::from_le_bytes([
-            data[4 * i],
-            data[4 * i + 1],
-            data[4 * i + 2],
-            data[4 * i + 3],
-        ]),
-    }
-}
-
-#[inline]
 fn rotate_in(top: u32, s: u32) -> u32 {
     ((top << 1) | (top >> (s - 1))) & ((1 << s) - 1)
 }
@@ -363,21 +349,49 @@ pub fn rotate_out(sym: u32, s: u32) -> u32 {
     (sym >> 1) | ((sym & 1) << (s - 1))
 }
 
-/// Histogram of each element's top 16 bits (all 8 bits for 8-bit types): every symbol histogram
+/// Bits of each element that [`top_histogram`] counts: the widest symbol.
+const TOP_BITS: u32 = huffman::MAX_SYM_BITS;
+
+/// Histogram of each element's top 12 bits (all 8 bits for 8-bit types): every symbol histogram
 /// of this tensor can be derived from it, so choosing `sym_bits` needs one pass over the data.
-pub fn top16_histogram(data: &[u8], width: u32) -> Vec<u64> {
-    let n = data.len() / (width as usize / 8);
-    let bins = if width == 8 { 256 } else { 1 << 16 };
-    let shift = width.saturating_sub(16);
-    let piece = 1 << 20;
-    (0..n.div_ceil(piece))
-        .into_par_iter()
-        .map(|p| {
-            let mut h = vec![0u64; bins];
-            for i in p * piece..n.min((p + 1) * piece) {
-                h[(element(data, i, width) >> shift) as usize] += 1;
+/// Counted in four tables in turn, so that runs of one value (most weights share a few exponents)
+/// do not wait on each other's increments; 4096 bins keep them in L1.
+pub fn top_histogram(data: &[u8], width: u32) -> Vec<u64> {
+    match width {
+        8 => top_histogram_of::<1>(data),
+        16 => top_histogram_of::<2>(data),
+        _ => top_histogram_of::<4>(data),
+    }
+}
+
+/// [`top_histogram`] for elements of `B` bytes.
+fn top_histogram_of<const B: usize>(data: &[u8]) -> Vec<u64> {
+    let width = 8 * B as u32;
+    let top_bits = width.min(TOP_BITS);
+    let shift = width - top_bits;
+    let bins = 1usize << top_bits;
+    let top = |e: &[u8]| -> usize {
+        let mut b = [0u8; 4];
+        b[..B].copy_from_slice(&e[..B]);
+        (u32::from_le_bytes(b) >> shift) as usize % bins
+    };
+    // elements a parallel piece: few enough that a u32 count cannot overflow
+    const PIECE: usize = 1 << 20;
+    data.par_chunks(PIECE * B)
+        .map(|piece| {
+            let mut h = vec![[0u32; 4]; bins];
+            let mut quads = piece.chunks_exact(4 * B);
+            for q in &mut quads {
+                for k in 0..4 {
+                    h[top(&q[k * B..])][k] += 1;
+                }
             }
-            h
+            for e in quads.remainder().chunks_exact(B) {
+                h[top(e)][0] += 1;
+            }
+            h.iter()
+                .map(|c| c.iter().map(|&x| x as u64).sum())
+                .collect::<Vec<u64>>()
         })
         .reduce(
             || vec![0u64; bins],
@@ -388,11 +402,11 @@ pub fn top16_histogram(data: &[u8], width: u32) -> Vec<u64> {
         )
 }
 
-/// The histogram of `sym_bits`-bit symbols, from [`top16_histogram`].
-pub fn symbol_histogram(top16: &[u64], width: u32, sym_bits: u32) -> Vec<u64> {
-    let top_bits = width.min(16);
+/// The histogram of `sym_bits`-bit symbols, from [`top_histogram`].
+pub fn symbol_histogram(top: &[u64], width: u32, sym_bits: u32) -> Vec<u64> {
+    let top_bits = width.min(TOP_BITS);
     let mut h = vec![0u64; 1 << sym_bits];
-    for (v, &c) in top16.iter().enumerate() {
+    for (v, &c) in top.iter().enumerate() {
         if c > 0 {
             h[rotate_in(v as u32 >> (top_bits - sym_bits), sym_bits) as usize] += c;
         }
@@ -437,11 +451,11 @@ pub fn choose(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Cho
     if n == 0 {
         return Ok(None);
     }
-    let top16 = top16_histogram(data, width);
+    let top = top_histogram(data, width);
     let mut best: Option<Choice> = None;
     for s in sym_bits_candidates(width) {
         let layout = Layout::new(n, width, s, chunk_groups)?;
-        let hist = symbol_histogram(&top16, width, s);
+        let hist = symbol_histogram(&top, width, s);
         let codebook = Codebook::from_histogram(s, &hist);
         let total_bits = huffman::coded_bits(&hist, &codebook.lens)
             + n * layout.raw_bits() as u64

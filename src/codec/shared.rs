@@ -2,7 +2,7 @@
 //! used to encode new data in one pass, with no analysis and no table sent along.
 
 use super::{
-    Codebook, CodedTensor, Layout, element_bits, huffman, symbol_histogram, top16_histogram,
+    Codebook, CodedTensor, Layout, element_bits, huffman, symbol_histogram, top_histogram,
 };
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ pub const MAX_SHARED_SYM_BITS: u32 = 11;
 /// to cost the known symbols nothing measurable, so it gets a long (about 12-bit) code.
 const ESCAPE_SHARE: u64 = 1 << 20;
 
-/// Histograms of each element's top 16 bits, summed per dtype over any number of tensors.
+/// Histograms of each element's top 12 bits, summed per dtype over any number of tensors.
 #[derive(Clone, Debug, Default)]
 pub struct Histograms {
     per_dtype: BTreeMap<String, Vec<u64>>,
@@ -30,7 +30,7 @@ impl Histograms {
         let Some(width) = element_bits(dtype) else {
             return;
         };
-        let h = top16_histogram(data, width);
+        let h = top_histogram(data, width);
         let sum = self
             .per_dtype
             .entry(dtype.to_string())
@@ -48,17 +48,17 @@ impl Histograms {
     /// measuring what the escape costs; such books cannot be saved or used on unseen data).
     pub fn build_with_escape(&self, escape: bool) -> Codebooks {
         let mut books = BTreeMap::new();
-        for (dtype, top16) in &self.per_dtype {
+        for (dtype, top) in &self.per_dtype {
             let Some(width) = element_bits(dtype) else {
                 continue;
             };
-            let n: u64 = top16.iter().sum();
+            let n: u64 = top.iter().sum();
             if n == 0 {
                 continue;
             }
             let best = (8..=MAX_SHARED_SYM_BITS.min(width))
                 .map(|s| {
-                    let mut hist = symbol_histogram(top16, width, s);
+                    let mut hist = symbol_histogram(top, width, s);
                     hist.push(if escape { (n / ESCAPE_SHARE).max(1) } else { 0 });
                     let book = Codebook::from_histogram(s, &hist);
                     let bits = huffman::coded_bits(&hist, &book.lens) + n * (width - s) as u64;

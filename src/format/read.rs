@@ -358,8 +358,8 @@ impl Archive {
                         // the parts read once: decoded (and checked) and measured
                         let coded = self.coded(t)?;
                         let bytes = checked(t, coded.decode(&t.meta.name)?)?;
-                        let top16 = codec::top16_histogram(&bytes, layout.width);
-                        let hist = codec::symbol_histogram(&top16, layout.width, layout.sym_bits);
+                        let top = codec::top_histogram(&bytes, layout.width);
+                        let hist = codec::symbol_histogram(&top, layout.width, layout.sym_bits);
                         let mut st = super::tensor_stats(
                             &t.meta.name,
                             &t.meta.dtype,
