@@ -32,10 +32,15 @@ fn load(path: &str) -> Vec<Tensor> {
         .collect()
 }
 
-fn books(tensors: &[Tensor], keep: impl Fn(&str) -> bool) -> Codebooks {
+/// Books per dtype, or also per role (`by_role`), from the tensors `keep` takes.
+fn books(tensors: &[Tensor], by_role: bool, keep: impl Fn(&str) -> bool) -> Codebooks {
     let mut h = Histograms::default();
     for t in tensors.iter().filter(|t| keep(&t.name)) {
-        h.add(&t.dtype, &t.bytes);
+        if by_role {
+            h.add_named(&t.name, &t.dtype, &t.bytes);
+        } else {
+            h.add(&t.dtype, &t.bytes);
+        }
     }
     h.build()
 }
@@ -67,17 +72,18 @@ fn per_tensor(tensors: &[Tensor]) -> (u64, f64) {
     (size, bound)
 }
 
-/// Coded size with shared books (each stored once), tensors of other dtypes with their own code.
+/// Coded size with shared books (each one used stored once), tensors of other dtypes with their
+/// own code.
 fn shared(tensors: &[Tensor], books: &Codebooks) -> u64 {
-    let mut size: u64 = books
-        .books
-        .values()
-        .map(|b| b.to_bytes().len() as u64)
-        .sum();
+    let mut size = 0;
+    let mut used = std::collections::BTreeSet::new();
     for t in tensors {
         let width = element_bits(&t.dtype);
-        size += match (width, books.books.get(&t.dtype)) {
-            (Some(w), Some(book)) if !t.bytes.is_empty() => {
+        size += match (width, books.book_for(&t.dtype, &t.name)) {
+            (Some(w), Some((key, book))) if !t.bytes.is_empty() => {
+                if used.insert(key.to_string()) {
+                    size += book.to_bytes().len() as u64;
+                }
                 match encode_with(&t.bytes, w, book.clone(), groups(&t.bytes, w)) {
                     Ok(c) => parts_bytes(&c.encoded),
                     Err(_) => own(t, w),
@@ -112,14 +118,18 @@ fn main() {
     let original: u64 = model.iter().map(|t| t.bytes.len() as u64).sum();
     let (a, bound_bits) = per_tensor(&model);
     let bound = bound_bits / 8.0;
-    let whole = books(&model, |_| true);
+    let whole = books(&model, false, |_| true);
     let b = shared(&model, &whole);
     let mut h = Histograms::default();
     model.iter().for_each(|t| h.add(&t.dtype, &t.bytes));
     let b_no_escape = shared(&model, &h.build_with_escape(false));
-    let c = shared(&model, &books(&other, |_| true));
+    let c = shared(&model, &books(&other, false, |_| true));
     let first = |n: &str| n.contains("layer.0.") || n.contains("layer.1.");
-    let d = shared(&model, &books(&model, first));
+    let d = shared(&model, &books(&model, false, first));
+    // per role: from the model itself, from the other model, from the first two layers
+    let e = shared(&model, &books(&model, true, |_| true));
+    let f = shared(&model, &books(&other, true, |_| true));
+    let g = shared(&model, &books(&model, true, first));
     let pct = |x: u64, y: f64| 100.0 * (x as f64 / y - 1.0);
 
     // encode throughput, same run: three stages against one
@@ -214,6 +224,15 @@ fn main() {
         mbps(three),
         mbps(one),
         three / one
+    );
+    println!(
+        "per role: (b) {e} (+{:.2}% / bound +{:.2}%), (c) {f} (+{:.2}% / +{:.2}%), (d) {g} (+{:.2}% / +{:.2}%)",
+        pct(e, a as f64),
+        pct(e, bound),
+        pct(f, a as f64),
+        pct(f, bound),
+        pct(g, a as f64),
+        pct(g, bound),
     );
     println!(
         "escape cost: (b) without an escape would be {b_no_escape} bytes ({:+.4}%); stream encoder {:.0} MB/s, rebuilding every 8 buffers {:.0} MB/s",

@@ -217,12 +217,22 @@ fn cli_codebook_build_and_shared_compression_of_a_sharded_model() {
     std::fs::create_dir_all(&src).unwrap();
     write_safetensors(
         &src.join("a.safetensors"),
-        &[("a", "BF16", vec![40_000], weightlike(40_000, 1))],
+        &[(
+            "layers.0.mlp.up_proj.weight",
+            "BF16",
+            vec![40_000],
+            weightlike(40_000, 1),
+        )],
         None,
     );
     write_safetensors(
         &src.join("b.safetensors"),
-        &[("b", "BF16", vec![40_000], weightlike(40_000, 2))],
+        &[(
+            "layers.1.mlp.up_proj.weight",
+            "BF16",
+            vec![40_000],
+            weightlike(40_000, 2),
+        )],
         None,
     );
     let run = vramzip;
@@ -234,7 +244,11 @@ fn cli_codebook_build_and_shared_compression_of_a_sharded_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("BF16"));
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains("BF16:") && listed.contains("BF16/mlp.up:"),
+        "{listed}"
+    );
     let one = dir.join("one.vz");
     let out = run(&[
         "compress",
@@ -257,12 +271,12 @@ fn cli_codebook_build_and_shared_compression_of_a_sharded_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // one book built from both shards: the same table bytes in each
+    // one book for the role built from both shards: the same table bytes in each
     let a = Archive::open(shared.join("a.safetensors")).unwrap();
     let b = Archive::open(shared.join("b.safetensors")).unwrap();
     assert_eq!(
-        a.read("__vramzip__.codebook.BF16").unwrap(),
-        b.read("__vramzip__.codebook.BF16").unwrap()
+        a.read("__vramzip__.codebook.BF16/mlp.up").unwrap(),
+        b.read("__vramzip__.codebook.BF16/mlp.up").unwrap()
     );
     // a corrupt codebook file is a clean error
     std::fs::write(&cb, b"VZCB\x01garbage-garbage").unwrap();
@@ -277,4 +291,81 @@ fn cli_codebook_build_and_shared_compression_of_a_sharded_model() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+}
+
+#[test]
+fn roles_are_told_from_the_names_of_common_checkpoints() {
+    let cases = [
+        ("embeddings.word_embeddings.weight", "embedding"),
+        ("model.embed_tokens.weight", "embedding"),
+        ("lm_head.weight", "embedding"),
+        ("encoder.layer.0.attention.output.LayerNorm.weight", "norm"),
+        ("model.layers.3.input_layernorm.weight", "norm"),
+        ("model.norm.weight", "norm"),
+        ("encoder.layer.0.attention.self.query.weight", "attention.q"),
+        ("encoder.layer.0.attention.attn.k.weight", "attention.k"),
+        ("model.layers.0.self_attn.v_proj.weight", "attention.v"),
+        ("transformer.h.0.attn.c_attn.weight", "attention.qkv"),
+        (
+            "encoder.layer.0.attention.output.dense.weight",
+            "attention.out",
+        ),
+        ("encoder.layer.0.attention.attn.o.weight", "attention.out"),
+        ("model.layers.0.self_attn.o_proj.weight", "attention.out"),
+        ("encoder.layer.0.intermediate.dense.weight", "mlp.up"),
+        ("model.layers.0.mlp.gate_proj.weight", "mlp.up"),
+        ("model.layers.0.mlp.up_proj.weight", "mlp.up"),
+        ("encoder.layer.0.output.dense.weight", "mlp.down"),
+        ("model.layers.0.mlp.down_proj.weight", "mlp.down"),
+        ("encoder.layer.0.attention.self.query.bias", "bias"),
+        ("encoder.relative_attention_bias.weight", "other"),
+        ("pooler.dense.weight", "other"),
+    ];
+    for (name, role) in cases {
+        assert_eq!(vramzip::codec::shared::role(name), role, "{name}");
+        assert!(vramzip::codec::shared::ROLES.contains(&role));
+    }
+}
+
+#[test]
+fn a_tensor_takes_its_roles_book_else_its_dtypes_and_version_1_files_still_load() {
+    let mut h = Histograms::default();
+    h.add_named(
+        "layers.0.mlp.up_proj.weight",
+        "BF16",
+        &weightlike(20_000, 3),
+    );
+    let books = h.build();
+    let (key, _) = books
+        .book_for("BF16", "layers.7.mlp.up_proj.weight")
+        .unwrap();
+    assert_eq!(key, "BF16/mlp.up");
+    // no book of its own role: the dtype's
+    let (key, _) = books
+        .book_for("BF16", "layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    assert_eq!(key, "BF16");
+    assert!(
+        books
+            .book_for("F16", "layers.0.mlp.up_proj.weight")
+            .is_none()
+    );
+    // a version-1 file (dtype keys only) reads as it did
+    let mut one = Codebooks::default();
+    one.books.insert("BF16".into(), books.books["BF16"].clone());
+    let mut bytes = one.to_bytes();
+    bytes[4] = 1;
+    let body = bytes.len() - 8;
+    let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..body]);
+    bytes[body..].copy_from_slice(&sum.to_le_bytes());
+    assert_eq!(Codebooks::from_bytes(&bytes).unwrap(), one);
+    // an unknown role is refused
+    let mut odd = Codebooks::default();
+    odd.books
+        .insert("BF16/nonsense".into(), books.books["BF16"].clone());
+    assert!(
+        Codebooks::from_bytes(&odd.to_bytes())
+            .unwrap_err()
+            .contains("role")
+    );
 }

@@ -253,7 +253,7 @@ impl Block<'_> {
         // the tensor's last group may be partial
         let last = l.groups() - 1;
         let holds_last = last >= first
-            && (last - first) % LANES as u64 == 0
+            && (last - first).is_multiple_of(LANES as u64)
             && (last - first) / (LANES as u64) < count;
         let short = if holds_last { l.groups() * e - l.n } else { 0 };
         (count * e - short) as usize

@@ -109,7 +109,7 @@ pub fn add_to_histograms(
     let file = SafetensorsFile::open(path)?;
     for t in &file.header.tensors {
         if crate::codec::element_bits(&t.dtype).is_some() {
-            hist.add(&t.dtype, &file.read(t)?);
+            hist.add_named(&t.name, &t.dtype, &file.read(t)?);
         }
     }
     Ok(())

@@ -309,9 +309,9 @@ impl Drop for TempPath {
     }
 }
 
-/// Name of the tensor holding the shared codebook of a dtype.
-pub fn shared_name(dtype: &str) -> String {
-    format!("__vramzip__.codebook.{dtype}")
+/// Name of the tensor holding a shared codebook, by its key (a dtype, or a dtype and a role).
+pub fn shared_name(key: &str) -> String {
+    format!("__vramzip__.codebook.{key}")
 }
 
 /// A tensor as the writer codes it.
@@ -338,21 +338,24 @@ fn own_code(bytes: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Writ
     })
 }
 
-/// How the writer codes one tensor's `bytes` of `dtype` under `opts`: with the dtype's shared
-/// book if there is one (single stage; the rare tensor whose escapes overflow the index gets its
-/// own code), or its own best code; `None` to store it verbatim.
-fn code(bytes: &[u8], dtype: &str, opts: &CompressOptions) -> Result<Option<Written>> {
+/// How the writer codes tensor `name`'s `bytes` of `dtype` under `opts`: with the shared book of
+/// its role or dtype if there is one (single stage; the rare tensor whose escapes overflow the
+/// index gets its own code), or its own best code; `None` to store it verbatim.
+fn code(name: &str, bytes: &[u8], dtype: &str, opts: &CompressOptions) -> Result<Option<Written>> {
     let Some(width) = codec::element_bits(dtype) else {
         return Ok(None);
     };
     let chunk_groups = opts.chunk_groups_for(bytes.len() as u64, width);
-    let shared = opts.codebooks.as_ref().and_then(|c| c.books.get(dtype));
+    let shared = opts
+        .codebooks
+        .as_ref()
+        .and_then(|c| c.book_for(dtype, name));
     match shared {
-        Some(book) if !bytes.is_empty() => {
+        Some((key, book)) if !bytes.is_empty() => {
             match codec::shared::encode_with(bytes, width, book.clone(), chunk_groups) {
                 Ok(coded) => Ok(Some(Written {
                     coded,
-                    shared: Some(shared_name(dtype)),
+                    shared: Some(shared_name(key)),
                     hist: None,
                 })),
                 Err(_) => own_code(bytes, width, chunk_groups),
@@ -362,14 +365,15 @@ fn code(bytes: &[u8], dtype: &str, opts: &CompressOptions) -> Result<Option<Writ
     }
 }
 
-/// One tensor coded as [`compress_file`] codes it (in memory, nothing written): `None` for a
+/// Tensor `name` coded as [`compress_file`] codes it (in memory, nothing written): `None` for a
 /// tensor stored verbatim. What `vramzip bench` times as CPU encoding.
 pub fn code_tensor(
+    name: &str,
     bytes: &[u8],
     dtype: &str,
     opts: &CompressOptions,
 ) -> Result<Option<CodedTensor>> {
-    Ok(code(bytes, dtype, opts)?.map(|w| w.coded))
+    Ok(code(name, bytes, dtype, opts)?.map(|w| w.coded))
 }
 
 /// Compresses the safetensors file `input` into `output`, reading one tensor at a time.
@@ -428,7 +432,7 @@ pub fn compress_file(
         let bytes = source.read(t)?;
         let sum = checksum(&bytes);
         whole.update(&bytes);
-        let coded = code(&bytes, &t.dtype, opts)?;
+        let coded = code(&t.name, &bytes, &t.dtype, opts)?;
         let coding = match coded {
             Some(Written {
                 coded,

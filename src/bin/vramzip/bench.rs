@@ -84,11 +84,11 @@ fn bench_in(
             .map(|t| f.read(t))
             .collect::<Result<Vec<_>>>()?
     };
-    let dtypes = header_dtypes(input)?;
-    let tensors: Vec<(&str, &[u8])> = dtypes
+    let names = header_names(input)?;
+    let tensors: Vec<Tensor> = names
         .iter()
         .zip(&original)
-        .map(|(d, b)| (d.as_str(), b.as_slice()))
+        .map(|((name, dtype), bytes)| Tensor { name, dtype, bytes })
         .collect();
     let cpu: Vec<CpuTimes> = thread_counts()
         .into_iter()
@@ -259,19 +259,26 @@ fn thread_counts() -> Vec<usize> {
     if all > 1 { vec![1, all] } else { vec![1] }
 }
 
-/// The dtype of each tensor of the safetensors file `input`, in its order.
-fn header_dtypes(input: &Path) -> Result<Vec<String>> {
+/// The name and dtype of each tensor of the safetensors file `input`, in its order.
+fn header_names(input: &Path) -> Result<Vec<(String, String)>> {
     let f = format::SafetensorsFile::open(input)?;
-    Ok(f.header.tensors.iter().map(|t| t.dtype.clone()).collect())
+    Ok(f.header
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.dtype.clone()))
+        .collect())
 }
 
-/// Times coding each `(dtype, bytes)` tensor as compression does, and decoding it again into a
+/// A tensor of the file benchmarked.
+struct Tensor<'a> {
+    name: &'a str,
+    dtype: &'a str,
+    bytes: &'a [u8],
+}
+
+/// Times coding each tensor as compression does, and decoding it again into a
 /// buffer made beforehand (as `decompress` does), best of [`ROUNDS`].
-fn cpu_times(
-    tensors: &[(&str, &[u8])],
-    opts: &CompressOptions,
-    threads: usize,
-) -> Result<CpuTimes> {
+fn cpu_times(tensors: &[Tensor], opts: &CompressOptions, threads: usize) -> Result<CpuTimes> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -283,29 +290,29 @@ fn cpu_times(
             let t = Instant::now();
             coded = tensors
                 .iter()
-                .map(|(dtype, bytes)| format::code_tensor(bytes, dtype, opts))
+                .map(|t| format::code_tensor(t.name, t.bytes, t.dtype, opts))
                 .collect::<Result<Vec<_>>>()?;
             encode_s = encode_s.min(t.elapsed().as_secs_f64());
         }
-        let mut out: Vec<Vec<u8>> = tensors.iter().map(|(_, b)| vec![0; b.len()]).collect();
+        let mut out: Vec<Vec<u8>> = tensors.iter().map(|t| vec![0; t.bytes.len()]).collect();
         for _ in 0..ROUNDS {
             let t = Instant::now();
-            for ((c, (_, bytes)), out) in coded.iter().zip(tensors).zip(&mut out) {
+            for ((c, t), out) in coded.iter().zip(tensors).zip(&mut out) {
                 match c {
-                    Some(c) => c.decode_into(out, "bench")?,
-                    None => out.copy_from_slice(bytes),
+                    Some(c) => c.decode_into(out, t.name)?,
+                    None => out.copy_from_slice(t.bytes),
                 }
             }
             decode_s = decode_s.min(t.elapsed().as_secs_f64());
         }
-        if out.iter().zip(tensors).any(|(o, (_, b))| o != b) {
+        if out.iter().zip(tensors).any(|(o, t)| o != t.bytes) {
             return Err(Error::InvalidArgument(
                 "bench: the CPU decoder gave other bytes than the original".into(),
             ));
         }
         Ok(CpuTimes {
             threads,
-            bytes: tensors.iter().map(|(_, b)| b.len() as u64).sum(),
+            bytes: tensors.iter().map(|t| t.bytes.len() as u64).sum(),
             encode_s,
             decode_s,
         })

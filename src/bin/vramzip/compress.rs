@@ -88,9 +88,9 @@ pub fn codebook_build(inputs: &[PathBuf], output: &Path, force: bool) -> Result<
     refuse_existing(output, force)?;
     let books = build_codebooks(&safetensors_files(inputs)?)?;
     format::save_codebooks(&books, output)?;
-    for (dtype, book) in &books.books {
+    for (key, book) in &books.books {
         println!(
-            "{dtype}: {}-bit symbols, {} codes",
+            "{key}: {}-bit symbols, {} codes",
             book.sym_bits,
             book.lens.iter().filter(|&&l| l > 0).count()
         );
@@ -103,7 +103,7 @@ pub fn codebook_build(inputs: &[PathBuf], output: &Path, force: bool) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// One codebook per dtype from the summed histograms of `files`.
+/// Codebooks per dtype and per role within a dtype from the summed histograms of `files`.
 fn build_codebooks(files: &[PathBuf]) -> Result<Codebooks> {
     if files.is_empty() {
         return Err(Error::InvalidArgument(

@@ -51,11 +51,13 @@ enum Cmd {
         /// gives the GPU more parallel streams, at the price of a larger index.
         #[arg(long, value_parser = chunk_groups())]
         chunk_groups: Option<u64>,
-        /// Code every tensor of a dtype in this file with its shared codebook, in one pass.
+        /// Code every tensor with the shared codebook of its role (or its dtype) in this file, in
+        /// one pass.
         #[arg(long, conflicts_with = "shared_codebook")]
         codebook: Option<PathBuf>,
-        /// Build one codebook per dtype from the whole input (all shards) and code every tensor
-        /// with it: one table for the model instead of one per tensor.
+        /// Build codebooks per dtype and per role (embeddings, norms, biases, q, k, v, attention
+        /// output, feed-forward up and down) from the whole input (all shards) and code every
+        /// tensor with its role's: a few tables for the model instead of one per tensor.
         #[arg(long)]
         shared_codebook: bool,
     },
@@ -113,7 +115,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CodebookCmd {
-    /// Build one codebook per dtype from the summed histograms of INPUTS (files or directories).
+    /// Build codebooks per dtype and per tensor role within a dtype (told from tensor names) from
+    /// the summed histograms of INPUTS (files or directories).
     Build {
         /// Uncompressed .safetensors files or directories of them.
         #[arg(required = true)]
