@@ -52,7 +52,7 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*.json"))):
     except Exception as e:
         print(os.path.basename(f), "unreadable:", e); continue
     g = (d.get("gpu") or [{}])[0]
-    print(f"{os.path.basename(f):28} ratio {d['file_ratio']:.4f} cpu dec {d['cpu_decode_mb_s']:.0f} MB/s | "
+    print(f"{os.path.basename(f):28} ratio {d['file_ratio']:.4f} cpu dec {d['cpu'][-1]['decode_mb_s']:.0f} MB/s ({d['cpu'][-1]['threads']} threads) | "
           f"gpu dec {g.get('decode_gb_s', 0):.1f} GB/s, copy {g.get('copy_gb_s', 0):.1f}, shader copy {g.get('shader_copy_gb_s', 0):.1f}, "
           f"dec/copy {g.get('decode_over_copy', 0):.3f}, dec/shader {g.get('decode_over_shader_copy', 0):.3f}, "
           f"load {g.get('load_compressed_s', 0)*1e3:.1f}/{g.get('load_raw_s', 0)*1e3:.1f} ms, exact {d['bit_exact']}/{g.get('bit_exact')}")
