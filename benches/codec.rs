@@ -1,5 +1,5 @@
-//! CPU encode and decode (the fast decoder and the reference one) of the real-weights sample, one
-//! thread and all threads.
+//! CPU encode (three stages, and single stage with a fixed book) and decode (the fast decoder and
+//! the reference one) of the real-weights sample, one thread and all threads.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vramzip::codec;
@@ -25,6 +25,12 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap()
     .unwrap();
+    let book = {
+        let mut h = codec::shared::Histograms::default();
+        h.add("BF16", &data);
+        h.build().books.remove("BF16").unwrap()
+    };
+    let book = std::sync::Arc::new(book);
     let mut group = c.benchmark_group("cpu");
     group
         .throughput(Throughput::Bytes(data.len() as u64))
@@ -40,6 +46,19 @@ fn bench(c: &mut Criterion) {
                     codec::compress(
                         &data,
                         16,
+                        codec::auto_chunk_groups(data.len() as u64 / 2, 16),
+                    )
+                    .unwrap()
+                })
+            })
+        });
+        group.bench_function(format!("encode-single-stage/{threads}-threads"), |b| {
+            b.iter(|| {
+                pool.install(|| {
+                    codec::shared::encode_with(
+                        &data,
+                        16,
+                        book.clone(),
                         codec::auto_chunk_groups(data.len() as u64 / 2, 16),
                     )
                     .unwrap()

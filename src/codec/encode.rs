@@ -108,12 +108,10 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
             "encode: data or codebook does not match the layout".into(),
         ));
     }
-    let fwd = table(book, false);
     let coder = Coder {
         layout,
         data,
-        join: fwd.iter().all(|e| e >> 24 <= 16),
-        fwd,
+        fwd: table(book, false),
         bwd: table(book, true),
     };
     // the most a block's stream can take: every symbol an escape
@@ -141,8 +139,6 @@ struct Coder<'a> {
     data: &'a [u8],
     fwd: Vec<u32>,
     bwd: Vec<u32>,
-    /// Whether every entry is at most 16 bits, so that two join into one put.
-    join: bool,
 }
 
 impl Coder<'_> {
@@ -165,11 +161,11 @@ impl Coder<'_> {
     }
 
     /// Writes the codes of the first `elems` elements of word `v` (word `g` of the tensor), from
-    /// `table`: first to last, or last to first (`BACK`). With `JOIN` (codes of at most 16 bits:
-    /// no escapes) a whole word's two codes, or pairs of its four, are joined before the one put,
-    /// halving the writer's chain of dependent steps.
+    /// `table`: first to last, or last to first (`BACK`). A whole word's two codes, or pairs of its
+    /// four, are joined before one put (unless with escapes they exceed 32 bits), halving the
+    /// writer's chain of dependent steps.
     #[inline(always)]
-    fn put_word<const E: usize, const BACK: bool, const JOIN: bool>(
+    fn put_word<const E: usize, const BACK: bool>(
         &self,
         table: &[u32],
         v: u32,
@@ -186,7 +182,7 @@ impl Coder<'_> {
             }
             Ok((entry & 0xff_ffff, entry >> 24))
         };
-        if JOIN && E > 1 && elems == E {
+        if E > 1 && elems == E {
             for pair in 0..E / 2 {
                 let (a, b) = if BACK {
                     (E - 1 - 2 * pair, E - 2 - 2 * pair)
@@ -194,7 +190,12 @@ impl Coder<'_> {
                     (2 * pair, 2 * pair + 1)
                 };
                 let ((ba, la), (bb, lb)) = (code(a)?, code(b)?);
-                w.put(ba | bb << la, la + lb);
+                if la + lb <= 32 {
+                    w.put(ba | bb << la, la + lb);
+                } else {
+                    w.put(ba, la);
+                    w.put(bb, lb);
+                }
             }
             return Ok(());
         }
@@ -214,21 +215,15 @@ impl Coder<'_> {
     }
 
     fn block(&self, b: u64, buf: &mut [u8]) -> Result<EncodedBlock> {
-        match (self.layout.elems_per_group(), self.join) {
-            (1, _) => self.block_as::<1, false>(b, buf),
-            (2, false) => self.block_as::<2, false>(b, buf),
-            (2, true) => self.block_as::<2, true>(b, buf),
-            (_, false) => self.block_as::<4, false>(b, buf),
-            (_, true) => self.block_as::<4, true>(b, buf),
+        match self.layout.elems_per_group() {
+            1 => self.block_as::<1>(b, buf),
+            2 => self.block_as::<2>(b, buf),
+            _ => self.block_as::<4>(b, buf),
         }
     }
 
     /// [`Coder::block`] for `E` elements a word.
-    fn block_as<const E: usize, const JOIN: bool>(
-        &self,
-        b: u64,
-        buf: &mut [u8],
-    ) -> Result<EncodedBlock> {
+    fn block_as<const E: usize>(&self, b: u64, buf: &mut [u8]) -> Result<EncodedBlock> {
         let l = self.layout;
         let mut stream = BitWriter::new(buf);
         let mut regions = [0u64; PAIRS];
@@ -239,14 +234,14 @@ impl Coder<'_> {
             for j in 0..count {
                 let g = first + j * super::LANES as u64;
                 let (v, elems) = self.word::<E>(g);
-                self.put_word::<E, false, JOIN>(&self.fwd, v, elems, g, &mut stream)?;
+                self.put_word::<E, false>(&self.fwd, v, elems, g, &mut stream)?;
             }
             // the backward stream as it lies: last symbol first, codes reversed
             let (first, count) = l.stream_span(b, 2 * p + 1);
             for j in (0..count).rev() {
                 let g = first + j * super::LANES as u64;
                 let (v, elems) = self.word::<E>(g);
-                self.put_word::<E, true, JOIN>(&self.bwd, v, elems, g, &mut stream)?;
+                self.put_word::<E, true>(&self.bwd, v, elems, g, &mut stream)?;
             }
             *region = stream.bits() - start;
         }
