@@ -445,7 +445,12 @@ fn index_estimate(layout: &Layout) -> u64 {
 }
 
 /// Picks the `sym_bits` that makes the tensor smallest, or `None` when storing it verbatim is
-/// at least as small (tiny or incompressible tensors).
+/// at least as small (tiny or incompressible tensors). The widths are tried from the narrowest
+/// up and the search stops at the first that costs more than the best so far: on real weights the
+/// size falls with the width up to the best and rises after it (the same choices as trying all
+/// five on MiniLM and mpnet in bf16, f16 and f32), and building a code for a wide symbol
+/// (package-merge over up to 4096 symbols) is most of the choice's cost: f16, best at 8 bits,
+/// builds two codes instead of five.
 pub fn choose(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Choice>> {
     let n = (data.len() / (width as usize / 8)) as u64;
     if n == 0 {
@@ -461,14 +466,16 @@ pub fn choose(data: &[u8], width: u32, chunk_groups: usize) -> Result<Option<Cho
             + n * layout.raw_bits() as u64
             + 8 * codebook.to_bytes().len() as u64
             + index_estimate(&layout);
-        if best.as_ref().is_none_or(|b| total_bits < b.total_bits) {
-            best = Some(Choice {
-                layout,
-                codebook,
-                hist,
-                total_bits,
-            });
+        // on a tie the narrower width
+        if best.as_ref().is_some_and(|b| total_bits >= b.total_bits) {
+            break;
         }
+        best = Some(Choice {
+            layout,
+            codebook,
+            hist,
+            total_bits,
+        });
     }
     Ok(best.filter(|b| b.total_bits < n * width as u64))
 }
