@@ -298,6 +298,24 @@ fn layout_limits_are_checked() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Package-merge gives a complete prefix code within the cap, and where unlimited Huffman
+    /// already fits the cap, a code exactly as short (both are optimal then).
+    #[test]
+    fn length_limited_codes_are_valid_and_optimal(freq in proptest::collection::vec(0u64..1_000_000, 2..600), skew in 0u32..30) {
+        let freq: Vec<u64> = freq.iter().enumerate().map(|(i, &f)| if i % 7 == 0 { f << skew.min(20) } else { f }).collect();
+        let lens = codec::huffman::code_lengths(&freq, 12);
+        prop_assert!(codec::huffman::lengths_valid(&lens));
+        prop_assert!(lens.iter().zip(&freq).all(|(&l, &f)| (l > 0) == (f > 0) && l <= 12));
+        let present: Vec<u64> = freq.iter().copied().filter(|&f| f > 0).collect();
+        if present.len() >= 2 {
+            let depths = codec::huffman::huffman_depths(&present);
+            if depths.iter().all(|&d| d <= 12) {
+                let huffman: u64 = present.iter().zip(&depths).map(|(&f, &d)| f * d as u64).sum();
+                prop_assert_eq!(codec::huffman::coded_bits(&freq, &lens), huffman);
+            }
+        }
+    }
+
     #[test]
     fn any_bytes_round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), width in prop::sample::select(vec![8u32, 16, 32]), cg in 1usize..40) {
         let usable = data.len() / (width as usize / 8) * (width as usize / 8);

@@ -39,49 +39,49 @@ pub fn code_lengths(freq: &[u64], max_len: u32) -> Vec<u8> {
         "alphabet larger than the code space"
     );
     present.sort_by_key(|&s| (freq[s], s));
-    // Nodes: leaves (a symbol) and packages (two nodes of the list one level deeper).
-    enum Node {
-        Leaf(usize),
-        Package(usize, usize),
-    }
-    let mut nodes: Vec<Node> = present.iter().map(|&s| Node::Leaf(s)).collect();
-    let leaves: Vec<(u64, usize)> = present
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (freq[s], i))
-        .collect();
+    let leaves: Vec<u64> = present.iter().map(|&s| freq[s]).collect();
     // The list of the deepest level is the leaves; each level up merges the leaves with the
-    // packages of adjacent pairs of the level below, by weight.
+    // packages of adjacent pairs of the level below, by weight (a leaf first on a tie). Only which
+    // items of each merged list are packages is kept: the leaves appear in it in their order.
     let mut list = leaves.clone();
+    let mut is_package: Vec<Vec<bool>> = Vec::with_capacity(max_len as usize);
     for _ in 1..max_len {
-        let mut packages = Vec::with_capacity(list.len() / 2);
-        for pair in list.chunks_exact(2) {
-            nodes.push(Node::Package(pair[0].1, pair[1].1));
-            packages.push((pair[0].0 + pair[1].0, nodes.len() - 1));
-        }
+        let packages: Vec<u64> = list.chunks_exact(2).map(|p| p[0] + p[1]).collect();
         let mut merged = Vec::with_capacity(leaves.len() + packages.len());
+        let mut flags = Vec::with_capacity(leaves.len() + packages.len());
         let (mut i, mut j) = (0, 0);
         while i < leaves.len() || j < packages.len() {
-            if j == packages.len() || (i < leaves.len() && leaves[i].0 <= packages[j].0) {
+            if j == packages.len() || (i < leaves.len() && leaves[i] <= packages[j]) {
                 merged.push(leaves[i]);
+                flags.push(false);
                 i += 1;
             } else {
                 merged.push(packages[j]);
+                flags.push(true);
                 j += 1;
             }
         }
         list = merged;
+        is_package.push(flags);
     }
-    // Each symbol's length is how often its leaf occurs in the first 2n - 2 items of the top list.
-    let mut stack: Vec<usize> = list[..2 * present.len() - 2]
-        .iter()
-        .map(|&(_, k)| k)
-        .collect();
-    while let Some(k) = stack.pop() {
-        match nodes[k] {
-            Node::Leaf(s) => lens[s] += 1,
-            Node::Package(a, b) => stack.extend([a, b]),
-        }
+    // The first 2n - 2 items of the top list are taken; a symbol's length is how many levels take
+    // its leaf. The leaves taken at a level are its first ones, the packages taken are made of
+    // the first items of the level below.
+    let mut take = 2 * present.len() - 2;
+    let mut add = vec![0i32; present.len() + 1];
+    for flags in is_package.iter().rev() {
+        let packages = flags[..take].iter().filter(|&&p| p).count();
+        // leaves 0 .. take - packages gain a bit
+        add[0] += 1;
+        add[take - packages] -= 1;
+        take = 2 * packages;
+    }
+    add[0] += 1;
+    add[take] -= 1;
+    let mut depth = 0i32;
+    for (k, &s) in present.iter().enumerate() {
+        depth += add[k];
+        lens[s] = depth as u8;
     }
     lens
 }
