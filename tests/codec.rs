@@ -80,6 +80,41 @@ fn both_decoders(layout: &Layout, enc: &codec::Encoded, book: &Codebook) {
     }
 }
 
+/// A block shorter than four quarters: the regions of its missing quarters hold no symbols, so
+/// an index giving one of them a bit (hidden in the last stream word's padding) is corrupt, and
+/// both decoders say so.
+#[test]
+fn a_bit_in_a_region_past_the_tensor_end_is_corrupt() {
+    let mut tried = 0;
+    for n in (700..760).step_by(3) {
+        let data = weightlike_bf16(n, 5);
+        let coded = codec::compress(&data, 16, 128).unwrap().unwrap();
+        let (layout, book, mut enc) = (coded.layout, coded.codebook, coded.encoded);
+        let regions = codec::region_bits(&bytes_to_words(&enc.index));
+        let total: u64 = regions.iter().sum();
+        let head = u32::from_le_bytes(enc.index[..4].try_into().unwrap());
+        let width = head >> 27;
+        // the last region's delta is its last `width` bits; room for a bit in the padding
+        if !total.is_multiple_of(32) && width > 0 && regions[127] == 0 && (head & 0x7ffffff) == 0 {
+            let bit = 32 + 127 * width as usize;
+            enc.index[bit / 8] |= 1 << (bit % 8);
+            assert_eq!(codec::region_bits(&bytes_to_words(&enc.index))[127], 1);
+            let mut out = vec![0u8; data.len()];
+            assert!(codec::decode(&layout, &enc, &book, &mut out, "t").is_err());
+            both_decoders(&layout, &enc, &book);
+            tried += 1;
+        }
+    }
+    assert!(tried > 0, "no tensor size gave room for the corrupt bit");
+}
+
+fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 #[test]
 fn empty_and_single_element() {
     for width in [8, 16, 32] {

@@ -234,6 +234,7 @@ impl Block<'_> {
             }))
             .collect();
         let quarter_bytes = (l.quarter_groups() * 4) as usize;
+        let quarters = out.len().div_ceil(quarter_bytes);
         for (q, out) in out.chunks_mut(quarter_bytes).enumerate() {
             let first_pair = q * LANES / 2;
             for p in (first_pair..first_pair + LANES / 2).step_by(REGIONS) {
@@ -242,7 +243,14 @@ impl Block<'_> {
             let first_group = self.b * l.block_groups() + q as u64 * l.quarter_groups();
             self.merge(first_group, tops, out);
         }
-        Ok(())
+        // the quarters past the tensor's end have empty streams: their regions must be empty
+        match (quarters * LANES / 2..PAIRS).find(|&p| self.regions[p] != 0) {
+            Some(p) => Err(format!(
+                "region {p} of block {}: its two streams do not meet",
+                self.b
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Symbols of stream `s` of the block.
