@@ -449,3 +449,36 @@ fn an_unknown_format_version_is_refused() {
     let out = vramzip(&["verify", "--cpu", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `vramzip inspect FILE | head`: the reader goes away after a line; the command stops printing
+/// and exits cleanly instead of panicking on the broken pipe.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::io::Read;
+    let dir = tmpdir("pipe");
+    let src = dir.join("many.safetensors");
+    // enough tensors that inspect's table outgrows the pipe's buffer
+    let tensors: Vec<(String, Vec<u8>)> = (0..3000)
+        .map(|i| (format!("layer.{i}.weight"), weightlike(64, i)))
+        .collect();
+    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, b)| (n.as_str(), "BF16", vec![64], b.clone()))
+        .collect();
+    write_safetensors(&src, &refs, None);
+    let out = dir.join("many.vz");
+    compress(&src, &out);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+        .args(["inspect", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // the read end is dropped here
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{:?}: {stderr}", result.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -140,40 +140,40 @@ fn bench_in(
             "cpu": cpu.iter().map(|c| serde_json::json!({"threads": c.threads,
                 "encode_mb_s": mbps(c.bytes, c.encode_s), "decode_mb_s": mbps(c.bytes, c.decode_s)})).collect::<Vec<_>>(),
             "coded_bytes": coded, "streams": tot.streams, "index_bytes": tot.index, "bit_exact": exact, "gpu": gpu.iter().map(gpu_json).collect::<Vec<_>>()});
-        println!("{}", serde_json::to_string(&doc).unwrap_or_default());
+        say!("{}", serde_json::to_string(&doc).unwrap_or_default());
     } else {
-        println!("file              {}", input.display());
-        println!(
+        say!("file              {}", input.display());
+        say!(
             "tensors           {} ({} coded bytes of {})",
             stats.tensors.len(),
             coded,
             tot.original
         );
-        println!(
+        say!(
             "size              {} -> {} bytes, ratio {:.4} (data {:.4})",
             stats.input_bytes,
             stats.output_bytes,
             file_ratio,
             tot.ratio()
         );
-        println!(
+        say!(
             "entropy bound     {:.4} (data over bound {:.3}%, length-12 cap costs {:.3}% of stream)",
             tot.bound_ratio(),
             tot.over_bound_pct(),
             tot.cap_cost_pct()
         );
-        println!(
+        say!(
             "metadata          {:.3}% of the output (header, chunk index, code tables)",
             meta_pct
         );
-        println!(
+        say!(
             "streams           {} independent decode streams, chunk index {} bytes ({:.3}% of the data)",
             tot.streams,
             tot.index,
             100.0 * tot.index as f64 / tot.compressed.max(1) as f64
         );
         for c in &cpu {
-            println!(
+            say!(
                 "cpu, {:>2} thread{}   encode {:.0} MB/s, decode {:.0} MB/s (in memory, best of {ROUNDS})",
                 c.threads,
                 if c.threads == 1 { " " } else { "s" },
@@ -181,10 +181,10 @@ fn bench_in(
                 mbps(c.bytes, c.decode_s)
             );
         }
-        println!("cpu bit-exact     {}", if exact { "yes" } else { "NO" });
+        say!("cpu bit-exact     {}", if exact { "yes" } else { "NO" });
         for g in &gpu {
-            println!("gpu               {}", g.adapter);
-            println!(
+            say!("gpu               {}", g.adapter);
+            say!(
                 "gpu decode        {:.2} GB/s decoded ({} of {:.3} ms)",
                 g.decode_gbps(),
                 if g.decode.timestamps {
@@ -194,28 +194,28 @@ fn bench_in(
                 },
                 g.decode.seconds * 1e3
             );
-            println!(
+            say!(
                 "gpu buffer copy   {:.2} GB/s copied; decode/copy = {:.3}",
                 g.copy_gbps(),
                 g.decode_gbps() / g.copy_gbps()
             );
-            println!(
+            say!(
                 "gpu shader copy   {:.2} GB/s copied; decode/shader copy = {:.3}",
                 g.shader_copy_gbps(),
                 g.decode_gbps() / g.shader_copy_gbps()
             );
-            println!(
+            say!(
                 "load to VRAM      raw file {:.3} ms; compressed file + GPU decode {:.3} ms = {:.3}x the raw time",
                 g.load_raw_s * 1e3,
                 g.load_compressed_s * 1e3,
                 g.load_compressed_s / g.load_raw_s
             );
-            println!(
+            say!(
                 "                  compressed file + CPU decode + upload {:.3} ms = {:.3}x the raw time",
                 g.load_cpu_decoded_s * 1e3,
                 g.load_cpu_decoded_s / g.load_raw_s
             );
-            println!(
+            say!(
                 "gpu bit-exact     {}",
                 if g.bit_exact { "yes" } else { "NO" }
             );
@@ -230,7 +230,7 @@ fn bench_in(
         let fastest = cpu.iter().map(|c| c.decode_s).fold(f64::INFINITY, f64::min);
         plot::plot(path, &title, tot.original as f64 / fastest / 1e9, &gpu)?;
         if !json {
-            println!("plot              {}", path.display());
+            say!("plot              {}", path.display());
         }
     }
     Ok(if exact && gpu_exact {

@@ -43,7 +43,7 @@ pub fn compress(
     pb.finish();
     let after = size_of(output);
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    say!(
         "compressed {} -> {}: {before} -> {after} bytes, ratio {:.4}, {secs:.2} s ({:.0} MB/s)",
         input.display(),
         output.display(),
@@ -75,7 +75,7 @@ pub fn decompress(input: &Path, output: &Path, force: bool) -> Result<ExitCode> 
     }
     let after = size_of(output);
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    say!(
         "decompressed {} -> {}: {after} bytes, checksums ok, {secs:.2} s ({:.0} MB/s)",
         input.display(),
         output.display(),
@@ -89,13 +89,13 @@ pub fn codebook_build(inputs: &[PathBuf], output: &Path, force: bool) -> Result<
     let books = build_codebooks(&safetensors_files(inputs)?)?;
     format::save_codebooks(&books, output)?;
     for (key, book) in &books.books {
-        println!(
+        say!(
             "{key}: {}-bit symbols, {} codes",
             book.sym_bits,
             book.lens.iter().filter(|&&l| l > 0).count()
         );
     }
-    println!(
+    say!(
         "wrote {} ({} bytes)",
         output.display(),
         books.to_bytes().len()

@@ -32,10 +32,10 @@ pub fn inspect(input: &Path, json: bool) -> Result<ExitCode> {
         } else {
             docs.remove(0)
         };
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if input.is_dir() {
         let t = totals(&all);
-        println!(
+        say!(
             "all {} files: {} tensors, {} -> {} bytes of data (ratio {:.4}, bound {:.4})",
             shards.len(),
             all.len(),
@@ -49,14 +49,21 @@ pub fn inspect(input: &Path, json: bool) -> Result<ExitCode> {
 }
 
 fn print_table(archive: &Archive, stats: &[TensorStats], file_bytes: u64) {
-    println!("{}", archive.path().display());
-    println!(
+    say!("{}", archive.path().display());
+    say!(
         "{:<56} {:>5} {:>14} {:>11} {:>11} {:>6} {:>6} {:>7}",
-        "tensor", "dtype", "shape", "original", "compressed", "bits/w", "bound", "over%"
+        "tensor",
+        "dtype",
+        "shape",
+        "original",
+        "compressed",
+        "bits/w",
+        "bound",
+        "over%"
     );
     for (s, t) in stats.iter().zip(&archive.tensors) {
         let shape = format!("{:?}", t.meta.shape).replace(' ', "");
-        println!(
+        say!(
             "{:<56} {:>5} {:>14} {:>11} {:>11} {:>6.3} {:>6.3} {:>7.3}",
             s.name,
             s.dtype,
@@ -69,7 +76,7 @@ fn print_table(archive: &Archive, stats: &[TensorStats], file_bytes: u64) {
         );
     }
     let t = totals(stats);
-    println!(
+    say!(
         "total: {} tensors, {} -> {} bytes of data (ratio {:.4}, bound {:.4}, {:.3}% over the bound); \
         file {file_bytes} bytes, header and index {:.3}% of it",
         stats.len(),

@@ -1,6 +1,23 @@
 //! The `vramzip` command line: parses, calls the library, prints. One file per subcommand; this
 //! one holds the arguments and what the subcommands share.
 
+/// Whether standard output was closed under us (`vramzip inspect FILE | head`).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `println!` that stops printing, instead of panicking as `println!` does, once the reader of
+/// standard output has gone; the command still finishes (its temporaries are removed as usual).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        if !crate::STDOUT_CLOSED.load(Ordering::Relaxed)
+            && writeln!(std::io::stdout(), $($arg)*).is_err()
+        {
+            crate::STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+    }};
+}
+
 mod bench;
 mod compress;
 mod inspect;
@@ -207,7 +224,7 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             if list.is_empty() {
                 return Err(Error::NoAdapter("wgpu sees no adapter".into()));
             }
-            list.iter().for_each(|a| println!("{a}"));
+            list.iter().for_each(|a| say!("{a}"));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {

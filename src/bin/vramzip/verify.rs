@@ -38,7 +38,7 @@ pub fn verify(input: &Path, cpu: bool, gpu_opts: &GpuOptions) -> Result<ExitCode
         eprintln!("mismatch: {name}: {why}");
     }
     if bad.is_empty() {
-        println!(
+        say!(
             "{}: all {total} tensors match their checksums",
             input.display()
         );
