@@ -458,14 +458,7 @@ fn a_closed_stdout_is_not_a_panic() {
     let dir = tmpdir("pipe");
     let src = dir.join("many.safetensors");
     // enough tensors that inspect's table outgrows the pipe's buffer
-    let tensors: Vec<(String, Vec<u8>)> = (0..3000)
-        .map(|i| (format!("layer.{i}.weight"), weightlike(64, i)))
-        .collect();
-    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, b)| (n.as_str(), "BF16", vec![64], b.clone()))
-        .collect();
-    write_safetensors(&src, &refs, None);
+    write_many_tiny_tensors(&src, 3000, |i| format!("layer.{i}.weight"));
     let out = dir.join("many.vz");
     compress(&src, &out);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))

@@ -183,14 +183,7 @@ fn many_coded_tensors_open_and_are_found_by_name() {
     // quadratic: 111 s for 100K; timings stay out of tests, BENCHMARKS.md has them)
     let dir = tmpdir("many-tensors");
     let src = dir.join("many.safetensors");
-    let tensors: Vec<(String, Vec<u8>)> = (0..20_000)
-        .map(|i| (format!("t{i}"), weightlike(64, i as u64)))
-        .collect();
-    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, b)| (n.as_str(), "BF16", vec![64], b.clone()))
-        .collect();
-    write_safetensors(&src, &refs, None);
+    let tensors = write_many_tiny_tensors(&src, 20_000, |i| format!("t{i}"));
     let vz = dir.join("many.vz");
     compress(&src, &vz);
     let archive = Archive::open(&vz).unwrap();

@@ -227,12 +227,11 @@ struct Block<'a> {
 impl Block<'_> {
     fn decode(&self, tops: &mut [u16; SCRATCH], out: &mut [u8]) -> std::result::Result<(), String> {
         let l = self.layout;
-        let starts: Vec<u64> = std::iter::once(0)
-            .chain(self.regions.iter().scan(0, |at, &r| {
-                *at += r;
-                Some(*at)
-            }))
-            .collect();
+        // where each region starts in the block's bits (and the last one ends)
+        let mut starts = [0u64; PAIRS + 1];
+        for (p, &r) in self.regions.iter().enumerate() {
+            starts[p + 1] = starts[p] + r;
+        }
         let quarter_bytes = (l.quarter_groups() * 4) as usize;
         let quarters = out.len().div_ceil(quarter_bytes);
         for (q, out) in out.chunks_mut(quarter_bytes).enumerate() {
@@ -358,14 +357,6 @@ impl Block<'_> {
     ) {
         let bytes = 4 / E;
         let first_raw = (first_group * E as u64 * R as u64 / 8) as usize;
-        let element = |i: usize, low: u64| -> u32 {
-            let raw = if R == 0 {
-                0
-            } else {
-                (low as u32) & ((1 << R) - 1)
-            };
-            (tops[i] as u32) << R | raw
-        };
         let from = (out.len() / (8 * bytes)) * 8;
         let mut chunks = out.chunks_exact_mut(8 * bytes);
         for (c, chunk) in (&mut chunks).enumerate() {
@@ -380,7 +371,7 @@ impl Block<'_> {
                 let bit = k * R as usize;
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&raw[bit / 8..bit / 8 + 8]);
-                let v = element(c * 8 + k, u64::from_le_bytes(b) >> (bit % 8));
+                let v = element::<R>(tops[c * 8 + k], u64::from_le_bytes(b) >> (bit % 8));
                 chunk[k * bytes..(k + 1) * bytes].copy_from_slice(&v.to_le_bytes()[..bytes]);
             }
         }
@@ -403,11 +394,17 @@ impl Block<'_> {
             let low = if R == 0 {
                 0
             } else {
-                (load(self.raw, (bit >> 3) as i64) >> (bit & 7)) as u32 & ((1 << R) - 1)
+                load(self.raw, (bit >> 3) as i64) >> (bit & 7)
             };
-            let v = (tops[i] as u32) << R | low;
+            let v = element::<R>(tops[i], low);
             let n = dst.len();
             dst.copy_from_slice(&v.to_le_bytes()[..n]);
         }
     }
+}
+
+/// An element from its top bits and `low`, whose lowest `R` bits are its raw bits.
+#[inline(always)]
+fn element<const R: u32>(top: u16, low: u64) -> u32 {
+    (top as u32) << R | (low as u32) & ((1 << R) - 1)
 }

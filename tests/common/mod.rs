@@ -182,3 +182,21 @@ pub fn mixed_file(path: &Path) -> Vec<(&'static str, Vec<u8>)> {
     write_safetensors(path, &tensors, Some(&[("format", "pt"), ("note", "mixed")]));
     tensors.into_iter().map(|(n, _, _, b)| (n, b)).collect()
 }
+
+/// Writes `count` tiny bf16 tensors of 64 real-looking weights, tensor `i` named `name(i)` and
+/// seeded `i`, into the safetensors file `path`; returns the names and bytes.
+pub fn write_many_tiny_tensors(
+    path: &Path,
+    count: usize,
+    name: impl Fn(usize) -> String,
+) -> Vec<(String, Vec<u8>)> {
+    let tensors: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| (name(i), weightlike(64, i as u64)))
+        .collect();
+    let refs: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, b)| (n.as_str(), "BF16", vec![64], b.clone()))
+        .collect();
+    write_safetensors(path, &refs, None);
+    tensors
+}

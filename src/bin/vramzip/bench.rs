@@ -76,19 +76,17 @@ fn bench_in(
 ) -> Result<ExitCode> {
     let stats = format::compress_file(input, out, opts, &|_| {})?;
     let archive = Archive::open(out)?;
-    let original = {
-        let f = format::SafetensorsFile::open(input)?;
-        f.header
-            .tensors
-            .iter()
-            .map(|t| f.read(t))
-            .collect::<Result<Vec<_>>>()?
-    };
-    let names = header_names(input)?;
-    let tensors: Vec<Tensor> = names
-        .iter()
+    let source = format::SafetensorsFile::open(input)?;
+    let original = (source.header.tensors.iter())
+        .map(|t| source.read(t))
+        .collect::<Result<Vec<_>>>()?;
+    let tensors: Vec<Tensor> = (source.header.tensors.iter())
         .zip(&original)
-        .map(|((name, dtype), bytes)| Tensor { name, dtype, bytes })
+        .map(|(t, bytes)| Tensor {
+            name: &t.name,
+            dtype: &t.dtype,
+            bytes,
+        })
         .collect();
     let cpu: Vec<CpuTimes> = thread_counts()
         .into_iter()
@@ -257,16 +255,6 @@ struct CpuTimes {
 fn thread_counts() -> Vec<usize> {
     let all = rayon::current_num_threads();
     if all > 1 { vec![1, all] } else { vec![1] }
-}
-
-/// The name and dtype of each tensor of the safetensors file `input`, in its order.
-fn header_names(input: &Path) -> Result<Vec<(String, String)>> {
-    let f = format::SafetensorsFile::open(input)?;
-    Ok(f.header
-        .tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.dtype.clone()))
-        .collect())
 }
 
 /// A tensor of the file benchmarked.
