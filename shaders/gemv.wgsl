@@ -27,21 +27,12 @@ const THREADS: u32 = 256u;
 // Invocations a piece: each takes four of its 64 lanes.
 const QUADS: u32 = 16u;
 
+// W's bindings (1 and 4) and the reading of its words, `weight_words`, come from the file
+// prepended before this one: weights_plain.wgsl (W as it is) or weights_fixed.wgsl (W in the
+// fixed-rate form). The products differ in nothing else, so they give the same bits.
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-// The same buffer as `w`, for 16-byte loads.
-@group(0) @binding(4) var<storage, read> w4: array<vec4<u32>>;
-
-// Words at..at + 3 of `w`: one 16-byte load where `wide` (at a multiple of 4 and W aligned) and
-// the four words are within `w4`, else four loads.
-fn four_words(at: u32, wide: bool) -> vec4<u32> {
-    if (wide && (at >> 2u) < arrayLength(&w4)) {
-        return w4[at >> 2u];
-    }
-    return vec4<u32>(w[at], w[at + 1u], w[at + 2u], w[at + 3u]);
-}
 
 @compute @workgroup_size(256)
 fn gemv(
@@ -55,6 +46,7 @@ fn gemv(
         return;
     }
     let row_end = min(row0 + rows_per_group, p.rows);
+    weight_setup();
     let batch = clamp(p.batch, 1u, BATCH);
     let q_steps = max(p.piece_steps, 1u);
     let piece_words = 64u * q_steps;
@@ -78,7 +70,7 @@ fn gemv(
             for (var q = 0u; q < q_steps; q++) {
                 let j = (piece % pieces_per_row) * piece_words + q * 64u + quad * 4u;
                 if (j < wpr) {
-                    let words = four_words(base + j, aligned);
+                    let words = weight_words(base + j, aligned);
                     for (var i = 0u; i < 4u; i++) {
                         if (j + i < wpr) {
                             let wv = weights(words[i], p.dtype);

@@ -1,6 +1,7 @@
-//! Y = W X on compressed weights, three ways: decode then multiply, the fused kernel, and the
-//! product on the uncompressed weight. All three give the same bits; batches give the bits of
-//! their columns' single products; and the result is close to a CPU f64 reference.
+//! Y = W X on compressed weights, four ways: decode then multiply, the fused kernel, the product
+//! on the fixed resident form (bf16), and the product on the uncompressed weight. All give the
+//! same bits; batches give the bits of their columns' single products; and the result is close to
+//! a CPU f64 reference.
 
 mod common;
 
@@ -8,7 +9,7 @@ use common::*;
 use std::sync::Arc;
 use vramzip::codec::shared::Histograms;
 use vramzip::format::{self, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions, WeightType};
+use vramzip::gpu::{GpuContext, GpuOptions, Resident, WeightType};
 use wgpu::util::DeviceExt;
 
 fn gpu() -> GpuContext {
@@ -62,19 +63,29 @@ fn activations(cols: usize, batch: usize) -> Vec<f32> {
         .collect()
 }
 
+/// What [`check_file`] checked: matrices, of which fused, of which in the fixed form too, of which
+/// coded with a shared codebook.
+#[derive(Debug, PartialEq)]
+struct Checked {
+    matrices: usize,
+    fused: usize,
+    fixed: usize,
+    shared: usize,
+}
+
 /// Every 2-D weight of `src`, compressed with `opts`, multiplied by `batch` columns: decode then
-/// multiply, fused (where the layer allows) and uncompressed agree bit for bit; every column
-/// equals its own single product; all are within float rounding of an f64 reference. Returns
-/// (matrices checked, of which fused, of which coded with a shared codebook).
+/// multiply, fused (where the layer allows), the fixed form (bf16) and uncompressed agree bit for
+/// bit; every column equals its own single product; all are within float rounding of an f64
+/// reference.
 fn check_file(
     gpu: &GpuContext,
     src: &std::path::Path,
     name: &str,
     opts: &CompressOptions,
     batch: u32,
-) -> (usize, usize, usize) {
+) -> Checked {
     let archive = compress_into(name, src, opts);
-    let (mut checked, mut fused, mut shared) = (0, 0, 0);
+    let (mut checked, mut fused, mut fixed, mut shared) = (0, 0, 0, 0);
     for t in archive
         .tensors
         .iter()
@@ -118,6 +129,14 @@ fn check_file(
         gpu.queue.submit([encoder.finish()]);
         let raw = read_bits(gpu, &y_raw, rows * n);
         let what = &t.meta.name;
+        if layer.dtype == WeightType::BF16 {
+            assert_eq!(
+                fixed_product(gpu, &archive, what, &xb, batch),
+                raw,
+                "{what}: fixed form != uncompressed"
+            );
+            fixed += 1;
+        }
         assert_eq!(
             read_bits(gpu, &y_dec, rows * n),
             raw,
@@ -177,7 +196,33 @@ fn check_file(
             shared += 1;
         }
     }
-    (checked, fused, shared)
+    Checked {
+        matrices: checked,
+        fused,
+        fixed,
+        shared,
+    }
+}
+
+/// The bits of Y = W X with the weight `name` kept in the fixed form.
+fn fixed_product(
+    gpu: &GpuContext,
+    archive: &format::Archive,
+    name: &str,
+    x: &wgpu::Buffer,
+    batch: u32,
+) -> Vec<u32> {
+    let layer = gpu.linear_as(archive, name, Resident::Fixed).unwrap();
+    assert_eq!(layer.resident(), Resident::Fixed);
+    let y = gpu.output_buffer(4 * (layer.rows * batch) as u64).unwrap();
+    // the fixed form needs no scratch and no partial sums
+    let workspace = gpu.workspace_for(&[&layer], batch).unwrap();
+    assert_eq!(workspace.bytes(), 0);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    gpu.record_product(&mut encoder, &layer, &workspace, x, &y, batch)
+        .unwrap();
+    gpu.queue.submit([encoder.finish()]);
+    read_bits(gpu, &y, (layer.rows * batch) as usize)
 }
 
 fn chunks(chunk_groups: usize) -> CompressOptions {
@@ -186,7 +231,7 @@ fn chunks(chunk_groups: usize) -> CompressOptions {
 
 #[test]
 fn real_bf16_weights_default_chunks_single_vector() {
-    let (checked, fused, _) = check_file(
+    let checked = check_file(
         &gpu(),
         &sample(),
         "linear-bf16",
@@ -194,8 +239,13 @@ fn real_bf16_weights_default_chunks_single_vector() {
         1,
     );
     assert_eq!(
-        (checked, fused),
-        (6, 6),
+        checked,
+        Checked {
+            matrices: 6,
+            fused: 6,
+            fixed: 6,
+            shared: 0
+        },
         "the sample's six dense matrices, all fusable"
     );
 }
@@ -204,8 +254,16 @@ fn real_bf16_weights_default_chunks_single_vector() {
 fn real_bf16_weights_small_chunks_batches() {
     // 5 runs on the 8-column pipeline; 21 needs two dispatches (16 + 5)
     for batch in [5, 21] {
-        let (checked, fused, _) = check_file(&gpu(), &sample(), "linear-batch", &chunks(64), batch);
-        assert_eq!((checked, fused), (6, 6));
+        let checked = check_file(&gpu(), &sample(), "linear-batch", &chunks(64), batch);
+        assert_eq!(
+            checked,
+            Checked {
+                matrices: 6,
+                fused: 6,
+                fixed: 6,
+                shared: 0
+            }
+        );
     }
 }
 
@@ -217,8 +275,16 @@ fn shared_codebook_with_escapes_fuses() {
     let opts = CompressOptions::default()
         .with_chunk_groups(64)
         .with_codebooks(Arc::new(h.build()));
-    let (checked, fused, shared) = check_file(&gpu(), &sample(), "linear-escapes", &opts, 2);
-    assert_eq!((checked, fused, shared), (6, 6, 6));
+    let checked = check_file(&gpu(), &sample(), "linear-escapes", &opts, 2);
+    assert_eq!(
+        checked,
+        Checked {
+            matrices: 6,
+            fused: 6,
+            fixed: 6,
+            shared: 6
+        }
+    );
 }
 
 #[test]
@@ -250,11 +316,16 @@ fn f32_and_f16_weights() {
         ],
         None,
     );
-    let (checked, fused, _) = check_file(&gpu(), &src, "linear-types", &chunks(64), 3);
+    let checked = check_file(&gpu(), &src, "linear-types", &chunks(64), 3);
     assert_eq!(
-        (checked, fused),
-        (4, 2),
-        "the 130- and 100-column rows are not whole steps"
+        checked,
+        Checked {
+            matrices: 4,
+            fused: 2,
+            fixed: 1,
+            shared: 0
+        },
+        "the 130- and 100-column rows are not whole steps; the fixed form takes bf16 alone"
     );
 }
 
@@ -265,21 +336,37 @@ fn the_gl_backend_gives_the_same_products() {
         panic!("no OpenGL adapter: {e}. Install one (apt-get install libegl-mesa0 libgl1-mesa-dri) rather than skipping.")
     });
     assert_eq!(gl.info.backend, wgpu::Backend::Gl);
-    let (checked, fused, _) = check_file(&gl, &sample(), "linear-gl", &chunks(64), 3);
-    assert_eq!((checked, fused), (6, 6));
+    let checked = check_file(&gl, &sample(), "linear-gl", &chunks(64), 3);
+    assert_eq!(
+        checked,
+        Checked {
+            matrices: 6,
+            fused: 6,
+            fixed: 6,
+            shared: 0
+        }
+    );
 }
 
 #[test]
 fn the_table_read_through_the_cache_gives_the_same_products() {
     let cache = GpuContext::new(&GpuOptions::default().with_table_in_workgroup(false)).unwrap();
-    let (checked, fused, _) = check_file(
+    let checked = check_file(
         &cache,
         &sample(),
         "linear-table-cache",
         &CompressOptions::default(),
         2,
     );
-    assert_eq!((checked, fused), (6, 6));
+    assert_eq!(
+        checked,
+        Checked {
+            matrices: 6,
+            fused: 6,
+            fixed: 6,
+            shared: 0
+        }
+    );
 }
 
 #[test]

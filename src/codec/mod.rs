@@ -43,6 +43,7 @@
 
 mod encode;
 mod fast;
+pub mod fixed;
 pub mod huffman;
 pub mod shared;
 

@@ -156,6 +156,8 @@ pub(crate) struct Kernels {
     pub(crate) decode_select: Kernel,
     pub(crate) copy: Kernel,
     pub(crate) gemv: Kernel,
+    pub(crate) gemv_fixed: Kernel,
+    pub(crate) fixed_rows: Kernel,
     pub(crate) fused: Kernel,
     pub(crate) sum_pieces: Kernel,
 }
@@ -221,6 +223,9 @@ impl Kernels {
             decode_select: Kernel::new(device, "decode_select", shaders::DECODE_SELECT, &select),
             copy: Kernel::new(device, "copy", shaders::COPY, &copy),
             gemv: Kernel::new(device, "gemv", shaders::GEMV, &gemv),
+            // the same bindings: W, x (or the rows asked for), y (or the rows), W as vectors
+            gemv_fixed: Kernel::new(device, "gemv_fixed", shaders::GEMV_FIXED, &gemv),
+            fixed_rows: Kernel::new(device, "fixed_rows", shaders::FIXED_ROWS, &gemv),
             fused: Kernel::new(device, "fused", shaders::FUSED, &fused),
             sum_pieces: Kernel::new(device, "sum_pieces", shaders::SUM_PIECES, &sum),
         }

@@ -6,6 +6,7 @@
 //! ([`GpuContext::record_matmul`]): all three give the same bits.
 
 use super::kernels::{MAX_BATCH, batch_constant};
+use super::resident::Resident;
 use super::{GpuContext, GpuGroup};
 use crate::codec::LANES;
 use crate::error::{Error, Result};
@@ -133,7 +134,17 @@ struct Fusion {
     chunk_groups: usize,
 }
 
-/// A 2-D weight (f32, bf16 or f16, rows x cols) resident in VRAM in compressed form.
+/// How a layer's weight is kept in VRAM.
+#[derive(Debug)]
+pub(super) enum Stored {
+    /// Its Huffman code, as in the file, at byte `offset` of the decoded group.
+    Huffman { group: GpuGroup, offset: u64 },
+    /// The fixed-rate form (see `codec::fixed`).
+    Fixed(super::resident::FixedWeight),
+}
+
+/// A 2-D weight (f32, bf16 or f16, rows x cols) resident in VRAM in compressed form: its Huffman
+/// code ([`Resident::Huffman`]), or for bf16 the fixed-rate form ([`Resident::Fixed`]).
 #[derive(Debug)]
 pub struct Linear {
     /// The weight's name.
@@ -144,8 +155,7 @@ pub struct Linear {
     pub cols: u32,
     /// Element type.
     pub dtype: WeightType,
-    group: GpuGroup,
-    offset: u64,
+    pub(super) stored: Stored,
     fusion: std::result::Result<Fusion, String>,
     /// Whether [`GpuContext::record_product`] takes the fused kernel (only where it can), for
     /// batches without a measured choice.
@@ -200,11 +210,21 @@ impl Workspace {
 impl Linear {
     /// Bytes of the decoded weight (what the scratch must hold).
     pub fn decoded_bytes(&self) -> u64 {
-        self.group.output_bytes
+        self.rows as u64 * self.cols as u64 * self.dtype.bytes()
     }
     /// Bytes the compressed weight occupies in VRAM.
     pub fn resident_bytes(&self) -> u64 {
-        self.group.resident_bytes
+        match &self.stored {
+            Stored::Huffman { group, .. } => group.resident_bytes,
+            Stored::Fixed(f) => f.buffer.size(),
+        }
+    }
+    /// The form its weight is kept in.
+    pub fn resident(&self) -> Resident {
+        match self.stored {
+            Stored::Huffman { .. } => Resident::Huffman,
+            Stored::Fixed(_) => Resident::Fixed,
+        }
     }
     /// Whether its products run the fused kernel where no batch was measured: by default
     /// wherever the layer allows it.
@@ -230,8 +250,12 @@ impl Linear {
         self.tuned.clear();
         Ok(())
     }
-    /// Whether some product of at most `batch` columns is fused, and whether some is not.
+    /// Whether some product of at most `batch` columns is fused, and whether some decodes into
+    /// scratch (neither, for the fixed form).
     fn kinds_up_to(&self, batch: u32) -> (bool, bool) {
+        if self.resident() == Resident::Fixed {
+            return (false, false);
+        }
         let tuned = self.tuned.range(..=batch).map(|(_, &f)| f);
         let all: Vec<bool> = tuned.chain([self.fuse]).collect();
         (all.contains(&true), all.contains(&false))
@@ -250,8 +274,16 @@ impl Linear {
     }
 }
 
+/// The error of a Huffman-only operation asked of a layer kept in the fixed form.
+fn kept_fixed(layer: &Linear) -> Error {
+    Error::InvalidArgument(format!(
+        "'{}' is kept in the fixed form: its products are recorded by record_product",
+        layer.name
+    ))
+}
+
 /// Checks that x, y and W fit their buffers for a `rows` x `cols` product of `batch` columns.
-fn check_product(
+pub(super) fn check_product(
     rows: u32,
     cols: u32,
     batch: u32,
@@ -283,26 +315,7 @@ impl GpuContext {
     /// BF16 or F16 tensor (with an even number of columns for the 16-bit types) that fits one
     /// binding.
     pub fn linear(&self, archive: &Archive, name: &str) -> Result<Linear> {
-        let t = archive
-            .tensor(name)
-            .ok_or_else(|| Error::InvalidArgument(format!("no tensor '{name}'")))?;
-        let (rows, cols) = match t.meta.shape[..] {
-            [r, c] if r <= u32::MAX as u64 && c <= u32::MAX as u64 => (r as u32, c as u32),
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "'{name}' is not a 2-D matrix: {:?}",
-                    t.meta.shape
-                )));
-            }
-        };
-        let dtype = WeightType::from_dtype(&t.meta.dtype)
-            .filter(|d| cols.is_multiple_of(d.per_word()))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "'{name}': linear layers take F32, or BF16 and F16 with an even column count, not {} x {cols}",
-                    t.meta.dtype
-                ))
-            })?;
+        let (t, rows, cols, dtype) = matrix_of(archive, name)?;
         let group = self.upload_one(archive, t, "one linear layer")?;
         let offset = group.slices[0].offset;
         let wpr = cols / dtype.per_word();
@@ -333,12 +346,71 @@ impl GpuContext {
             rows,
             cols,
             dtype,
-            group,
-            offset,
+            stored: Stored::Huffman { group, offset },
             fusion,
         })
     }
 
+    /// Uploads the weight `name` of `archive` as [`GpuContext::linear`] does, kept in VRAM in the
+    /// form `resident`: [`Resident::Huffman`] is [`GpuContext::linear`]; [`Resident::Fixed`] (bf16
+    /// only) decodes the weight on the CPU (checked against its stored checksum) and uploads its
+    /// fixed-rate form.
+    pub fn linear_as(&self, archive: &Archive, name: &str, resident: Resident) -> Result<Linear> {
+        match resident {
+            Resident::Huffman => self.linear(archive, name),
+            Resident::Fixed => {
+                let (t, rows, cols, dtype) = matrix_of(archive, name)?;
+                if dtype != WeightType::BF16 {
+                    return Err(Error::InvalidArgument(format!(
+                        "'{name}': the fixed resident form takes BF16 weights, not {dtype:?}"
+                    )));
+                }
+                let weight = self.fixed_weight(name, &archive.decode(t)?)?;
+                Ok(Linear {
+                    fuse: false,
+                    tuned: Default::default(),
+                    name: name.to_string(),
+                    rows,
+                    cols,
+                    dtype,
+                    stored: Stored::Fixed(weight),
+                    fusion: Err("kept in the fixed form, which products read directly".into()),
+                })
+            }
+        }
+    }
+}
+
+/// The 2-D tensor `name` of `archive` that products can take: it, its rows and columns, and its
+/// element type; an error says why not.
+fn matrix_of<'a>(
+    archive: &'a Archive,
+    name: &str,
+) -> Result<(&'a crate::format::TensorEntry, u32, u32, WeightType)> {
+    let t = archive
+        .tensor(name)
+        .ok_or_else(|| Error::InvalidArgument(format!("no tensor '{name}'")))?;
+    let (rows, cols) = match t.meta.shape[..] {
+        [r, c] if r <= u32::MAX as u64 && c <= u32::MAX as u64 => (r as u32, c as u32),
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "'{name}' is not a 2-D matrix: {:?}",
+                t.meta.shape
+            )));
+        }
+    };
+    let dtype = WeightType::from_dtype(&t.meta.dtype)
+        .filter(|d| cols.is_multiple_of(d.per_word()))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "'{name}': linear layers take F32, or BF16 and F16 with an even column count, not {} x {cols}",
+                t.meta.dtype
+            ))
+        })?;
+    Ok((t, rows, cols, dtype))
+}
+
+impl GpuContext {
     /// The buffers that the products of `layers`, `batch` columns at most, share (see
     /// [`Workspace`]); only what their fused-or-not choice needs.
     pub fn workspace_for(&self, layers: &[&Linear], batch: u32) -> Result<Workspace> {
@@ -379,7 +451,9 @@ impl GpuContext {
                 layer.name
             ))
         };
-        if layer.fused_at(batch) {
+        if layer.resident() == Resident::Fixed {
+            self.record_fixed(encoder, layer, x, y, batch)
+        } else if layer.fused_at(batch) {
             let partials = workspace.partials.as_ref().ok_or_else(missing)?;
             self.record_linear_fused(encoder, layer, partials, x, y, batch)
         } else {
@@ -483,12 +557,15 @@ impl GpuContext {
         y: &wgpu::Buffer,
         batch: u32,
     ) -> Result<()> {
+        let Stored::Huffman { group, offset } = &layer.stored else {
+            return Err(kept_fixed(layer));
+        };
         check_product(layer.rows, layer.cols, batch, x, y, None)?;
-        self.record_decode(encoder, &layer.group, scratch, 0)?;
+        self.record_decode(encoder, group, scratch, 0)?;
         self.record_matmul(
             encoder,
             scratch,
-            layer.offset,
+            *offset,
             layer.dtype,
             layer.rows,
             layer.cols,
@@ -523,7 +600,10 @@ impl GpuContext {
                 partials.size()
             )));
         }
-        let coded = layer.group.coded.as_ref().expect("fusion implies coded");
+        let Stored::Huffman { group, .. } = &layer.stored else {
+            return Err(kept_fixed(layer));
+        };
+        let coded = group.coded.as_ref().expect("fusion implies coded");
         let wpr = layer.words_per_row();
         for first in (0..batch).step_by(MAX_BATCH as usize) {
             let n = (batch - first).min(MAX_BATCH);
@@ -583,6 +663,26 @@ impl GpuContext {
                 "product on {dtype:?} weights needs an even column count, not {cols}"
             )));
         }
+        let kernel = &self.kernels.gemv;
+        self.record_gemv(encoder, kernel, w, offset, dtype, [rows, cols], x, y, batch);
+        Ok(())
+    }
+
+    /// Records the dispatches of `kernel` (gemv.wgsl on either reading of W) for Y = W X, W at
+    /// byte `offset` of `w`; the arguments checked by the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_gemv(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &super::Kernel,
+        w: &wgpu::Buffer,
+        offset: u64,
+        dtype: WeightType,
+        [rows, cols]: [u32; 2],
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        batch: u32,
+    ) {
         let wpr = cols / dtype.per_word();
         for first in (0..batch).step_by(MAX_BATCH as usize) {
             let n = (batch - first).min(MAX_BATCH);
@@ -598,10 +698,9 @@ impl GpuContext {
                 rows_per_group: gemv_rows_per_group(wpr),
                 pad: [0; 3],
             };
-            let kernel = &self.kernels.gemv;
             let constants = [batch_constant(n)];
             let groups = rows.div_ceil(params.rows_per_group);
-            // W bound twice: as words, and as 16-byte vectors for the wide loads
+            // W bound twice: as words, and as vectors for the wide loads
             self.dispatch(
                 encoder,
                 kernel,
@@ -611,6 +710,5 @@ impl GpuContext {
                 [groups, 1],
             );
         }
-        Ok(())
     }
 }

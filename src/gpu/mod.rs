@@ -7,12 +7,14 @@ mod decode;
 mod kernels;
 mod linear;
 mod measure;
+mod resident;
 pub mod shaders;
 mod upload;
 
 pub use kernels::{Access, Constants, Kernel, MAX_BATCH};
 pub use linear::{Linear, Tuned, WeightType, Workspace, piece_steps};
 pub use measure::Timing;
+pub use resident::{Resident, ResidentChoice};
 pub use upload::{GpuGroup, Slice, Source, padded};
 
 use kernels::Kernels;

@@ -22,7 +22,22 @@ pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 pub const GEMV: &str = concat!(
     include_str!("../../shaders/f16.wgsl"),
     include_str!("../../shaders/matmul_core.wgsl"),
+    include_str!("../../shaders/weights_plain.wgsl"),
     include_str!("../../shaders/gemv.wgsl")
+);
+
+/// The same products on bf16 weights kept in the fixed-rate form (`codec::fixed`).
+pub const GEMV_FIXED: &str = concat!(
+    include_str!("../../shaders/f16.wgsl"),
+    include_str!("../../shaders/matmul_core.wgsl"),
+    include_str!("../../shaders/weights_fixed.wgsl"),
+    include_str!("../../shaders/gemv.wgsl")
+);
+
+/// Rows of a matrix in the fixed-rate form, as bf16 (an embedding lookup).
+pub const FIXED_ROWS: &str = concat!(
+    include_str!("../../shaders/weights_fixed.wgsl"),
+    include_str!("../../shaders/fixed_rows.wgsl")
 );
 
 /// Decode fused with the matrix product: decoded weights never reach memory.
@@ -48,6 +63,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("decode_select.wgsl", DECODE_SELECT),
     ("copy.wgsl", COPY),
     ("gemv.wgsl", GEMV),
+    ("gemv_fixed.wgsl", GEMV_FIXED),
+    ("fixed_rows.wgsl", FIXED_ROWS),
     ("fused.wgsl", FUSED),
     ("sum_pieces.wgsl", SUM_PIECES),
     ("bert.wgsl", BERT),
