@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 /// Elements a block of the exception index: an escaped element is found among the exceptions of
-/// its block, which are few (about one a block on real weights), by a short scan.
+/// its block (about one a block on real weights, at most all of them) by a binary search.
 pub const EXCEPTION_BLOCK: usize = 4096;
 /// The escape code: the exponent is in the exception list.
 pub const ESCAPE: u8 = 15;

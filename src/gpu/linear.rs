@@ -138,7 +138,7 @@ struct Fusion {
 #[derive(Debug)]
 pub(super) enum Stored {
     /// Its Huffman code, as in the file, at byte `offset` of the decoded group.
-    Huffman { group: GpuGroup, offset: u64 },
+    Huffman { group: Box<GpuGroup>, offset: u64 },
     /// The fixed-rate form (see `codec::fixed`).
     Fixed(super::resident::FixedWeight),
 }
@@ -346,7 +346,10 @@ impl GpuContext {
             rows,
             cols,
             dtype,
-            stored: Stored::Huffman { group, offset },
+            stored: Stored::Huffman {
+                group: Box::new(group),
+                offset,
+            },
             fusion,
         })
     }

@@ -1,0 +1,271 @@
+//! The fixed resident form on the GPU: products on it give the bits of the uncompressed product
+//! on any bf16 values (rare exponents, NaN, infinities, subnormals), rows come back exact, what it
+//! cannot take is refused, and the measured choice keeps to its VRAM budget.
+
+mod common;
+
+use common::*;
+use vramzip::codec::fixed::FixedForm;
+use vramzip::format::{Archive, CompressOptions};
+use vramzip::gpu::{GpuContext, GpuOptions, Linear, Resident, WeightType};
+use wgpu::util::DeviceExt;
+
+fn gpu() -> GpuContext {
+    GpuContext::new(&GpuOptions::default())
+        .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe will do): {e}"))
+}
+
+fn upload(gpu: &GpuContext, bytes: &[u8]) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+}
+
+/// Real-statistics bf16 weights with every `every`-th one replaced by random bits: rare
+/// exponents (listed apart), NaN, infinities and subnormals among ordinary weights.
+fn with_wild_values(n: usize, every: usize, seed: u64) -> Vec<u8> {
+    let mut w = weightlike(n, seed);
+    let wild = noise(2 * n, seed + 1);
+    for i in (0..n).step_by(every) {
+        w[2 * i..2 * i + 2].copy_from_slice(&wild[2 * i..2 * i + 2]);
+    }
+    w
+}
+
+/// The bits of Y = W X for `layer` (by record_product) and for its uncompressed weight `w`.
+fn products(gpu: &GpuContext, layer: &Linear, w: &[u8], batch: u32) -> (Vec<u8>, Vec<u8>) {
+    let x: Vec<f32> = (0..layer.cols * batch)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0)
+        .collect();
+    let x = upload(gpu, bytemuck::cast_slice(&x));
+    let out = 4 * (layer.rows * batch) as u64;
+    let (y, y_raw) = (
+        gpu.output_buffer(out).unwrap(),
+        gpu.output_buffer(out).unwrap(),
+    );
+    let workspace = gpu.workspace_for(&[layer], batch).unwrap();
+    let w_raw = upload(gpu, w);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    gpu.record_product(&mut encoder, layer, &workspace, &x, &y, batch)
+        .unwrap();
+    let (rows, cols) = (layer.rows, layer.cols);
+    gpu.record_matmul(
+        &mut encoder,
+        &w_raw,
+        0,
+        WeightType::BF16,
+        rows,
+        cols,
+        &x,
+        &y_raw,
+        batch,
+    )
+    .unwrap();
+    gpu.queue.submit([encoder.finish()]);
+    (
+        gpu.read_back(&y, out).unwrap(),
+        gpu.read_back(&y_raw, out).unwrap(),
+    )
+}
+
+/// f32 results as their bits, NaNs as one value: where a product meets NaN weights its result
+/// is NaN whichever way W is kept, but which NaN (the payload) is the hardware's choice, and
+/// differs between two compilations of the same arithmetic.
+fn as_results(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .map(|v| {
+            if v.is_nan() {
+                f32::NAN.to_bits()
+            } else {
+                v.to_bits()
+            }
+        })
+        .collect()
+}
+
+/// The rows `ids` of `layer` (fixed form) read back.
+fn rows(gpu: &GpuContext, layer: &Linear, ids: &[u32]) -> Vec<u8> {
+    let bytes = 2 * ids.len() as u64 * layer.cols as u64;
+    let out = gpu.output_buffer(bytes).unwrap();
+    let ids_buffer = upload(gpu, bytemuck::cast_slice(ids));
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    gpu.record_rows(&mut encoder, layer, &ids_buffer, ids.len() as u32, &out)
+        .unwrap();
+    gpu.queue.submit([encoder.finish()]);
+    gpu.read_back(&out, bytes).unwrap()
+}
+
+fn archive_of(name: &str, tensors: &[(&str, &str, Vec<u64>, Vec<u8>)]) -> (TestDir, Archive) {
+    let dir = tmpdir(name);
+    let src = dir.join("w.safetensors");
+    write_safetensors(&src, tensors, None);
+    let archive = compress_into(&format!("{name}-vz"), &src, &CompressOptions::default());
+    (dir, archive)
+}
+
+#[test]
+fn any_bf16_values_give_the_bits_of_the_uncompressed_product_and_rows() {
+    let gpu = gpu();
+    // 520 columns: rows of 260 words, not whole 4-word loads (the narrow path); 1024: the wide
+    let cases: [(&str, u64, u64, usize); 5] = [
+        ("rare", 40, 1024, 97),
+        ("wild3", 24, 520, 3),
+        ("wild2", 24, 1024, 1),
+        ("wild", 24, 520, 1),
+        ("odd", 37, 520, 13),
+    ];
+    let tensors: Vec<_> = cases
+        .iter()
+        .map(|&(name, r, c, every)| {
+            let w = with_wild_values((r * c) as usize, every, r);
+            (name, "BF16", vec![r, c], w)
+        })
+        .collect();
+    let (_dir, archive) = archive_of("resident-values", &tensors);
+    for (name, _, shape, w) in &tensors {
+        let (form, stats) = FixedForm::new(w).unwrap();
+        assert!(stats.exceptions > 0, "{name}: some exponents listed apart");
+        assert_eq!(&form.to_bf16().unwrap(), w, "{name}: the CPU reading");
+        let layer = gpu.linear_as(&archive, name, Resident::Fixed).unwrap();
+        assert_eq!(layer.fixed_exceptions(), Some(stats.exceptions));
+        assert_eq!(layer.resident_bytes(), form.bytes());
+        for batch in [1, 3, 17] {
+            let (got, want) = products(&gpu, &layer, w, batch);
+            assert_eq!(as_results(&got), as_results(&want), "{name}, batch {batch}");
+        }
+        // every row in order, then some out of order, repeated and past the end (zeros)
+        let all: Vec<u32> = (0..shape[0] as u32).collect();
+        assert_eq!(&rows(&gpu, &layer, &all), w, "{name}: all rows");
+        let row_bytes = 2 * shape[1] as usize;
+        let picked = [5u32, 0, 5, shape[0] as u32 - 1, shape[0] as u32, u32::MAX];
+        let got = rows(&gpu, &layer, &picked);
+        for (k, &id) in picked.iter().enumerate() {
+            let want = match w.get(id as usize * row_bytes..(id as usize + 1) * row_bytes) {
+                Some(row) => row.to_vec(),
+                None => vec![0; row_bytes],
+            };
+            assert_eq!(
+                got[k * row_bytes..(k + 1) * row_bytes],
+                want,
+                "{name}: row {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_fixed_form_is_refused_where_it_cannot_be() {
+    let gpu = gpu();
+    let (_dir, archive) = archive_of(
+        "resident-refused",
+        &[
+            ("f32", "F32", vec![8, 64], noise(4 * 8 * 64, 1)),
+            ("f16", "F16", vec![8, 64], noise(2 * 8 * 64, 2)),
+            ("bf16", "BF16", vec![8, 64], weightlike(8 * 64, 3)),
+        ],
+    );
+    for name in ["f32", "f16"] {
+        let e = gpu.linear_as(&archive, name, Resident::Fixed).unwrap_err();
+        assert!(e.to_string().contains("BF16"), "{e}");
+    }
+    let huffman = gpu.linear_as(&archive, "bf16", Resident::Huffman).unwrap();
+    let fixed = gpu.linear_as(&archive, "bf16", Resident::Fixed).unwrap();
+    assert_eq!(
+        (huffman.resident(), fixed.resident()),
+        (Resident::Huffman, Resident::Fixed)
+    );
+    assert!(fixed.unfusable().unwrap().contains("fixed form"));
+    let buffer = gpu.output_buffer(4096).unwrap();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    let e = gpu
+        .record_rows(&mut encoder, &huffman, &buffer, 1, &buffer)
+        .unwrap_err();
+    assert!(e.to_string().contains("Huffman"), "{e}");
+    let e = gpu
+        .record_linear(&mut encoder, &fixed, &buffer, &buffer, &buffer, 1)
+        .unwrap_err();
+    assert!(e.to_string().contains("fixed form"), "{e}");
+    assert!(
+        gpu.record_linear_fused(&mut encoder, &fixed, &buffer, &buffer, &buffer, 1)
+            .is_err()
+    );
+    // 9 rows of 128 bytes do not fit 1 KiB
+    let small = gpu.output_buffer(1024).unwrap();
+    assert!(
+        gpu.record_rows(&mut encoder, &fixed, &buffer, 9, &small)
+            .is_err()
+    );
+    assert!("auto".parse::<Resident>().is_err());
+    assert_eq!("fixed".parse::<Resident>().unwrap(), Resident::Fixed);
+}
+
+#[test]
+fn real_weights_fit_three_quarters_of_their_bytes() {
+    // the sample's real bf16 matrices: the target of the fixed form is <= 0.76 of bf16
+    let gpu = gpu();
+    let archive = compress_into("resident-real", &sample(), &CompressOptions::default());
+    let (mut fixed, mut original) = (0, 0);
+    for t in archive
+        .tensors
+        .iter()
+        .filter(|t| t.meta.shape.len() == 2 && t.meta.dtype == "BF16")
+    {
+        let layer = gpu
+            .linear_as(&archive, &t.meta.name, Resident::Fixed)
+            .unwrap();
+        fixed += layer.resident_bytes();
+        original += t.meta.bytes;
+    }
+    let ratio = fixed as f64 / original as f64;
+    assert!(
+        original > 0 && ratio <= 0.76,
+        "{fixed} of {original} bytes: {ratio}"
+    );
+}
+
+#[test]
+fn the_measured_choice_keeps_to_its_budget() {
+    let gpu = gpu();
+    let archive = compress_into("resident-auto", &sample(), &CompressOptions::default());
+    let names: Vec<String> = (archive.tensors.iter())
+        .filter(|t| t.meta.shape.len() == 2 && t.meta.dtype == "BF16")
+        .map(|t| t.meta.name.clone())
+        .collect();
+    let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let (layers, choices) = gpu.linears_auto(&archive, &names, None).unwrap();
+    assert_eq!(layers.len(), names.len());
+    let huffman: u64 = choices.iter().map(|c| c.bytes.0).sum();
+    for (l, c) in layers.iter().zip(&choices) {
+        assert_eq!(l.name, c.name);
+        assert_eq!(l.resident(), c.resident);
+        let fixed = c.bytes.1.expect("bf16 layers can take the fixed form");
+        assert!(
+            fixed > c.bytes.0,
+            "{}: fixed {fixed} vs {}",
+            c.name,
+            c.bytes.0
+        );
+        // unlimited: the faster form, as measured
+        let faster = c.seconds.1.unwrap() < c.seconds.0;
+        assert_eq!(c.resident == Resident::Fixed, faster, "{c:?}");
+        let w = archive.decode(archive.tensor(&c.name).unwrap()).unwrap();
+        let (got, want) = products(&gpu, l, &w, 2);
+        assert_eq!(as_results(&got), as_results(&want), "{}", c.name);
+    }
+    // a budget of the Huffman forms alone leaves every layer Huffman-coded
+    let (layers, choices) = gpu.linears_auto(&archive, &names, Some(huffman)).unwrap();
+    assert!(choices.iter().all(|c| c.resident == Resident::Huffman));
+    assert_eq!(
+        layers.iter().map(|l| l.resident_bytes()).sum::<u64>(),
+        huffman
+    );
+    let e = gpu
+        .linears_auto(&archive, &names, Some(huffman - 1))
+        .unwrap_err();
+    assert!(e.to_string().contains("smallest resident form"), "{e}");
+}
