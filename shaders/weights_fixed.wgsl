@@ -20,6 +20,8 @@ var<private> palette: vec4<u32>;
 fn weight_setup() {
     form = vec4<u32>(w[0], w[1], w[2], w[3]);
     palette = vec4<u32>(w[form.y], w[form.y + 1u], w[form.y + 2u], w[form.y + 3u]);
+    // the escape's exponent is 0 in the words built from the palette, and listed apart
+    palette.w &= 0x00ffffffu;
 }
 
 // The exponent of element `e`, listed apart: a binary search of its block's exceptions (in
@@ -46,46 +48,68 @@ fn listed_exponent(e: u32) -> u32 {
     return select(0u, x & 0xffu, n == 1u && (x >> 8u) == want);
 }
 
-// The bf16 bits of element `e` from its low byte and code.
-fn bf16_bits(low: u32, code: u32, e: u32) -> u32 {
-    var exponent: u32;
-    if (code == 15u) {
-        exponent = listed_exponent(e);
-    } else {
-        exponent = (palette[code >> 2u] >> ((code & 3u) * 8u)) & 0xffu;
-    }
-    return ((low & 0x80u) << 8u) | (exponent << 7u) | (low & 0x7fu);
+// The exponent of palette code `code`, by selects rather than an indexed vector, which some
+// compilers put in memory.
+fn palette_exponent(code: u32) -> u32 {
+    let half = (code & 4u) != 0u;
+    let word = select(select(palette.x, palette.y, half), select(palette.z, palette.w, half), code >= 8u);
+    return (word >> ((code & 3u) * 8u)) & 0xffu;
 }
 
-// Word `at` from the low bytes and codes of its two elements (the low 16 and 8 bits of the
-// arguments).
-fn weight_word_of(lows: u32, codes: u32, at: u32) -> u32 {
-    let e = 2u * at;
-    return bf16_bits(lows & 0xffu, codes & 0xfu, e)
-        | (bf16_bits((lows >> 8u) & 0xffu, (codes >> 4u) & 0xfu, e + 1u) << 16u);
+// Two elements' bf16 bits in the halves of a word, from their low bytes and codes (the low 16
+// and 8 bits of the arguments), an escaped one with exponent 0.
+fn palette_word(lows: u32, codes: u32) -> u32 {
+    let spread = (lows & 0xffu) | ((lows & 0xff00u) << 8u);
+    let exponents = palette_exponent(codes & 0xfu) | (palette_exponent((codes >> 4u) & 0xfu) << 16u);
+    return (spread & 0x007f007fu) | ((spread & 0x00800080u) << 8u) | (exponents << 7u);
+}
+
+// Words 4 g .. 4 g + 3 (elements 8 g .. 8 g + 7): their low bytes in one 8-byte load, their
+// codes in one word, then the exponents of the escaped ones (none, nearly always, on real
+// weights) put in one at a time. The exceptions are looked up in this one place so that the
+// search is compiled once, not once a weight.
+fn group_words(g: u32) -> vec4<u32> {
+    let lows = w2[2u + g];
+    let codes = w[form.x + g];
+    var words = vec4<u32>(
+        palette_word(lows.x, codes),
+        palette_word(lows.x >> 16u, codes >> 8u),
+        palette_word(lows.y, codes >> 16u),
+        palette_word(lows.y >> 16u, codes >> 24u),
+    );
+    // bit 4 k set where element k's code is 15
+    var escaped = codes & (codes >> 1u) & (codes >> 2u) & (codes >> 3u) & 0x11111111u;
+    for (var n = 0u; n < 8u && escaped != 0u; n++) {
+        let k = firstTrailingBit(escaped) / 4u;
+        escaped &= escaped - 1u;
+        let bits = listed_exponent(8u * g + k) << (7u + 16u * (k & 1u));
+        words |= select(vec4<u32>(0u), vec4<u32>(bits), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(k / 2u));
+    }
+    return words;
 }
 
 // Word `at` alone.
 fn weight_word(at: u32) -> u32 {
-    let e = 2u * at;
-    // element e is even: its and the next element's low bytes share a word, as do their codes
-    let lows = w[4u + e / 4u] >> (8u * (e % 4u));
-    let codes = w[form.x + e / 8u] >> (4u * (e % 8u));
-    return weight_word_of(lows, codes, at);
+    let words = group_words(at / 4u);
+    let i = at % 4u;
+    return select(select(words.x, words.y, i == 1u), select(words.z, words.w, i == 3u), i >= 2u);
 }
 
-// Words at..at + 3: where `wide` (at a multiple of 4), the eight elements' low bytes in one 8-byte
-// load and their codes in one word.
+// Words at..at + 3: one group where at is a multiple of 4 (always where `wide`), else the ends
+// of two.
 fn weight_words(at: u32, wide: bool) -> vec4<u32> {
-    if (wide) {
-        let lows = w2[2u + at / 4u];
-        let codes = w[form.x + at / 4u];
-        return vec4<u32>(
-            weight_word_of(lows.x, codes, at),
-            weight_word_of(lows.x >> 16u, codes >> 8u, at + 1u),
-            weight_word_of(lows.y, codes >> 16u, at + 2u),
-            weight_word_of(lows.y >> 16u, codes >> 24u, at + 3u),
-        );
+    let g = at / 4u;
+    let a = group_words(g);
+    let s = at % 4u;
+    if (s == 0u) {
+        return a;
     }
-    return vec4<u32>(weight_word(at), weight_word(at + 1u), weight_word(at + 2u), weight_word(at + 3u));
+    let b = group_words(g + 1u);
+    if (s == 1u) {
+        return vec4<u32>(a.y, a.z, a.w, b.x);
+    }
+    if (s == 2u) {
+        return vec4<u32>(a.z, a.w, b.x, b.y);
+    }
+    return vec4<u32>(a.w, b.x, b.y, b.z);
 }

@@ -269,3 +269,35 @@ fn the_measured_choice_keeps_to_its_budget() {
         .unwrap_err();
     assert!(e.to_string().contains("smallest resident form"), "{e}");
 }
+
+#[test]
+fn bench_reports_the_resident_forms() {
+    let out = vramzip(&["bench", "--resident", "auto", "--batch", "2", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &doc["products"][0];
+    assert_eq!(p["resident"], "auto");
+    assert_eq!(p["batch"], 2);
+    assert_eq!(p["layers"], 6, "the sample's six bf16 matrices");
+    let original = p["original_bytes"].as_f64().unwrap();
+    let (huffman, fixed) = (
+        p["huffman_bytes"].as_f64().unwrap(),
+        p["fixed_bytes"].as_f64().unwrap(),
+    );
+    assert!(huffman < fixed && fixed <= 0.76 * original, "{p}");
+    for key in ["uncompressed_s", "huffman_s", "fixed_s"] {
+        assert!(p[key].as_f64().unwrap() > 0.0, "{key}: {p}");
+    }
+    let auto = &p["auto"];
+    let fixed_layers = auto["fixed_layers"].as_u64().unwrap();
+    assert!(fixed_layers <= 6);
+    let bytes = auto["bytes"].as_f64().unwrap();
+    assert!(huffman <= bytes && bytes <= fixed, "{p}");
+    // an unknown form is refused
+    let bad = vramzip(&["bench", "--resident", "fast"]);
+    assert!(!bad.status.success());
+}

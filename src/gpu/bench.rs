@@ -186,3 +186,136 @@ pub fn load_cpu_decoded(ctx: &GpuContext, path: &Path) -> Result<()> {
     ctx.queue.submit([]);
     ctx.wait()
 }
+
+/// Products of one file's matrices on one device, by resident form, beside the product on the
+/// uncompressed weights: what `vramzip bench --resident` reports. Times are sums over the layers
+/// of each layer's best of three alternating rounds.
+#[derive(Clone, Debug)]
+pub struct ProductBench {
+    /// The form asked for.
+    pub form: String,
+    /// Batch columns of the products.
+    pub batch: u32,
+    /// The matrices timed: with `fixed` and `auto`, the bf16 ones (the only ones the fixed form
+    /// takes), else every matrix products take.
+    pub layers: usize,
+    /// Bytes of those matrices uncompressed.
+    pub original_bytes: u64,
+    /// Resident bytes in the Huffman form.
+    pub huffman_bytes: u64,
+    /// Resident bytes in the fixed form (`fixed`, `auto`).
+    pub fixed_bytes: Option<u64>,
+    /// Seconds of the products on the uncompressed weights.
+    pub uncompressed_s: f64,
+    /// On the Huffman form, each layer the way its batch-1 autotune chose (fused or decoded).
+    pub huffman_s: f64,
+    /// On the fixed form.
+    pub fixed_s: Option<f64>,
+    /// With `auto`: resident bytes, seconds of batch-1 products (the batch the choice is made
+    /// at), and layers that took the fixed form, of the measured choice (no budget).
+    pub auto: Option<(u64, f64, usize)>,
+}
+
+/// Times the products of `batch` columns on the matrices of `archive` (whose original bytes, in
+/// file order, are `original`) in the resident forms that `form` (`huffman`, `fixed`, `auto`)
+/// involves.
+pub fn bench_products(
+    ctx: &GpuContext,
+    archive: &Archive,
+    original: &[Vec<u8>],
+    form: &str,
+    batch: u32,
+) -> Result<ProductBench> {
+    use super::{Resident, WeightType};
+    let fixed_too = match form {
+        "huffman" => false,
+        "fixed" | "auto" => true,
+        _ => {
+            return Err(crate::Error::InvalidArgument(format!(
+                "--resident {form}: expected huffman, fixed or auto"
+            )));
+        }
+    };
+    let mut b = ProductBench {
+        form: form.to_string(),
+        batch,
+        layers: 0,
+        original_bytes: 0,
+        huffman_bytes: 0,
+        fixed_bytes: fixed_too.then_some(0),
+        uncompressed_s: 0.0,
+        huffman_s: 0.0,
+        fixed_s: fixed_too.then_some(0.0),
+        auto: None,
+    };
+    let mut names = Vec::new();
+    for (t, bytes) in archive.tensors.iter().zip(original) {
+        let dtype = WeightType::from_dtype(&t.meta.dtype);
+        let takes = t.meta.shape.len() == 2
+            && dtype.is_some()
+            && (!fixed_too || dtype == Some(WeightType::BF16));
+        let name = t.meta.name.as_str();
+        let Some(mut huffman) = takes
+            .then(|| ctx.linear(archive, name))
+            .and_then(|l| l.ok())
+        else {
+            continue;
+        };
+        ctx.tune(&mut huffman, &[batch])?;
+        let fixed = fixed_too
+            .then(|| ctx.linear_as(archive, name, Resident::Fixed))
+            .transpose()?;
+        let raw = ctx.storage_buffer("uncompressed weight", bytes.clone());
+        let x = ctx.output_buffer(4 * huffman.cols as u64 * batch as u64)?;
+        let y = ctx.output_buffer(4 * huffman.rows as u64 * batch as u64)?;
+        let layers: Vec<&super::Linear> = [Some(&huffman), fixed.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let workspace = ctx.workspace_for(&layers, batch)?;
+        let (rows, cols, dtype) = (huffman.rows, huffman.cols, huffman.dtype);
+        let mut best = [f64::INFINITY; 3];
+        for _ in 0..3 {
+            let t = ctx.time(5, &mut |e| {
+                ctx.record_matmul(e, &raw, 0, dtype, rows, cols, &x, &y, batch)
+            })?;
+            best[0] = best[0].min(t.seconds);
+            for (k, l) in layers.iter().enumerate() {
+                let t = ctx.time(5, &mut |e| {
+                    ctx.record_product(e, l, &workspace, &x, &y, batch)
+                })?;
+                best[k + 1] = best[k + 1].min(t.seconds);
+            }
+        }
+        b.layers += 1;
+        b.original_bytes += bytes.len() as u64;
+        b.huffman_bytes += huffman.resident_bytes();
+        b.uncompressed_s += best[0];
+        b.huffman_s += best[1];
+        if let Some(f) = &fixed {
+            *b.fixed_bytes.get_or_insert(0) += f.resident_bytes();
+            *b.fixed_s.get_or_insert(0.0) += best[2];
+        }
+        names.push(name);
+    }
+    if form == "auto" {
+        let (_, choices) = ctx.linears_auto(archive, &names, None)?;
+        let mut auto = (0, 0.0, 0);
+        for c in &choices {
+            let fixed = c.resident == Resident::Fixed;
+            auto.0 += if fixed {
+                c.bytes.1.unwrap_or(0)
+            } else {
+                c.bytes.0
+            };
+            auto.1 += if fixed {
+                c.seconds.1.unwrap_or(0.0)
+            } else {
+                c.seconds.0
+            };
+            auto.2 += fixed as usize;
+        }
+        b.auto = Some(auto);
+    }
+    Ok(b)
+}

@@ -18,6 +18,49 @@ fn gpu_json(g: &gpu::bench::GpuBench) -> serde_json::Value {
         "load_raw_s": g.load_raw_s, "load_compressed_s": g.load_compressed_s, "load_cpu_decoded_s": g.load_cpu_decoded_s, "bit_exact": g.bit_exact})
 }
 
+fn products_json(adapter: &str, p: &gpu::bench::ProductBench) -> serde_json::Value {
+    let over = |s: Option<f64>| s.map(|s| s / p.uncompressed_s);
+    serde_json::json!({"adapter": adapter, "resident": p.form, "batch": p.batch, "layers": p.layers,
+        "original_bytes": p.original_bytes, "huffman_bytes": p.huffman_bytes, "fixed_bytes": p.fixed_bytes,
+        "huffman_over_original": p.huffman_bytes as f64 / p.original_bytes.max(1) as f64,
+        "fixed_over_original": p.fixed_bytes.map(|b| b as f64 / p.original_bytes.max(1) as f64),
+        "uncompressed_s": p.uncompressed_s, "huffman_s": p.huffman_s, "fixed_s": p.fixed_s,
+        "huffman_over_uncompressed": p.huffman_s / p.uncompressed_s, "fixed_over_uncompressed": over(p.fixed_s),
+        "auto": p.auto.map(|(bytes, s, fixed)| serde_json::json!({"bytes": bytes, "batch1_s": s, "fixed_layers": fixed}))})
+}
+
+fn say_products(adapter: &str, p: &gpu::bench::ProductBench) {
+    say!(
+        "products          {} matrices ({} bytes), batch {}, on {adapter}",
+        p.layers,
+        p.original_bytes,
+        p.batch
+    );
+    say!("  uncompressed    {:.3} ms", p.uncompressed_s * 1e3);
+    let forms = [
+        ("huffman", Some(p.huffman_bytes), Some(p.huffman_s)),
+        ("fixed", p.fixed_bytes, p.fixed_s),
+    ];
+    for (name, bytes, s) in forms {
+        if let (Some(bytes), Some(s)) = (bytes, s) {
+            say!(
+                "  {name:<8}        {:.3} ms = {:.3}x uncompressed; resident {bytes} bytes = {:.4} of uncompressed",
+                s * 1e3,
+                s / p.uncompressed_s,
+                bytes as f64 / p.original_bytes.max(1) as f64
+            );
+        }
+    }
+    if let Some((bytes, s, fixed)) = p.auto {
+        say!(
+            "  auto            {fixed} of {} layers fixed; resident {bytes} bytes = {:.4} of uncompressed; batch-1 products {:.3} ms",
+            p.layers,
+            bytes as f64 / p.original_bytes.max(1) as f64,
+            s * 1e3
+        );
+    }
+}
+
 fn default_sample() -> PathBuf {
     let here = PathBuf::from("assets/minilm-layer0.safetensors");
     if here.exists() {
@@ -27,13 +70,16 @@ fn default_sample() -> PathBuf {
     }
 }
 
+/// `products`: the resident form and batch of the products to time, if any.
 pub fn bench(
     file: Option<PathBuf>,
     json: bool,
     plot: Option<&Path>,
     opts: &CompressOptions,
     gpu_opts: Option<&GpuOptions>,
+    products: Option<(String, u32)>,
 ) -> Result<ExitCode> {
+    let products = products.as_ref().map(|(f, b)| (f.as_str(), *b));
     let input = file.unwrap_or_else(default_sample);
     // removed when dropped: on every way out, errors included
     let tmp = tempfile::Builder::new()
@@ -56,13 +102,14 @@ pub fn bench(
                     p.file_stem().unwrap_or_default().to_string_lossy()
                 ))
             });
-            if bench_in(&shard, &out, json, plot.as_deref(), opts, gpu_opts)? != ExitCode::SUCCESS {
+            let plot = plot.as_deref();
+            if bench_in(&shard, &out, json, plot, opts, gpu_opts, products)? != ExitCode::SUCCESS {
                 code = ExitCode::from(1);
             }
         }
         Ok(code)
     } else {
-        bench_in(&input, &out, json, plot, opts, gpu_opts)
+        bench_in(&input, &out, json, plot, opts, gpu_opts, products)
     }
 }
 
@@ -73,6 +120,7 @@ fn bench_in(
     plot: Option<&Path>,
     opts: &CompressOptions,
     gpu_opts: Option<&GpuOptions>,
+    products: Option<(&str, u32)>,
 ) -> Result<ExitCode> {
     let stats = format::compress_file(input, out, opts, &|_| {})?;
     let archive = Archive::open(out)?;
@@ -106,14 +154,20 @@ fn bench_in(
             .collect(),
         Some(other) => vec![other.map(String::from)],
     };
-    let mut gpu = Vec::new();
+    let (mut gpu, mut product_figures) = (Vec::new(), Vec::new());
     for backend in backends {
         let mut opts = gpu_opts.cloned().unwrap_or_default();
         opts.backend.clone_from(&backend);
         match GpuContext::new(&opts) {
-            Ok(ctx) => gpu.push(gpu::bench::bench_file(
-                &ctx, input, &archive, &original, 1.0,
-            )?),
+            Ok(ctx) => {
+                gpu.push(gpu::bench::bench_file(
+                    &ctx, input, &archive, &original, 1.0,
+                )?);
+                if let Some((form, batch)) = products {
+                    let p = gpu::bench::bench_products(&ctx, &archive, &original, form, batch)?;
+                    product_figures.push((ctx.describe(), p));
+                }
+            }
             Err(e) => eprintln!(
                 "warning: no GPU figures{}: {e}",
                 backend.map(|b| format!(" for {b}")).unwrap_or_default()
@@ -137,7 +191,8 @@ fn bench_in(
             "data": tot.json(), "metadata_pct_of_output": meta_pct,
             "cpu": cpu.iter().map(|c| serde_json::json!({"threads": c.threads,
                 "encode_mb_s": mbps(c.bytes, c.encode_s), "decode_mb_s": mbps(c.bytes, c.decode_s)})).collect::<Vec<_>>(),
-            "coded_bytes": coded, "streams": tot.streams, "index_bytes": tot.index, "bit_exact": exact, "gpu": gpu.iter().map(gpu_json).collect::<Vec<_>>()});
+            "coded_bytes": coded, "streams": tot.streams, "index_bytes": tot.index, "bit_exact": exact, "gpu": gpu.iter().map(gpu_json).collect::<Vec<_>>(),
+            "products": product_figures.iter().map(|(a, p)| products_json(a, p)).collect::<Vec<_>>()});
         say!("{}", serde_json::to_string(&doc).unwrap_or_default());
     } else {
         say!("file              {}", input.display());
@@ -217,6 +272,11 @@ fn bench_in(
                 "gpu bit-exact     {}",
                 if g.bit_exact { "yes" } else { "NO" }
             );
+        }
+    }
+    if !json {
+        for (adapter, p) in &product_figures {
+            say_products(adapter, p);
         }
     }
     if let Some(path) = plot {

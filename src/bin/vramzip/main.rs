@@ -127,6 +127,14 @@ enum Cmd {
         /// CPU figures only: no GPU is looked for.
         #[arg(long)]
         cpu: bool,
+        /// Also time the products on the file's matrices kept in this resident form, beside the
+        /// product on the uncompressed weights: huffman (the file's code), fixed (the fixed-rate
+        /// form, bf16 matrices), auto (both, and the measured choice per layer).
+        #[arg(long, value_parser = ["huffman", "fixed", "auto"], conflicts_with = "cpu")]
+        resident: Option<String>,
+        /// Batch columns of those products.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        batch: u32,
     },
 }
 
@@ -233,12 +241,15 @@ fn run(cmd: Cmd, backend: Option<String>) -> Result<ExitCode> {
             plot,
             chunk_groups,
             cpu,
+            resident,
+            batch,
         } => bench::bench(
             file,
             json,
             plot.as_deref(),
             &compress_opts(chunk_groups),
             (!cpu).then_some(&gpu_opts),
+            resident.map(|form| (form, batch)),
         ),
     }
 }
