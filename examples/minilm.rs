@@ -3,19 +3,20 @@
 //!
 //! ```text
 //! scripts/fetch-models.sh
-//! cargo run --release --example minilm -- [--model data/minilm] [--bf16 | --f16] [--chunk-groups 64] [SENTENCE ...]
+//! cargo run --release --example minilm -- [--model data/minilm] [--bf16 | --f16] [--chunk-groups 64] [--resident huffman|fixed] [SENTENCE ...]
 //! ```
 //!
 //! Compresses the model, then runs every sentence three ways: uncompressed weights, compressed
 //! weights decoded right before each product, and compressed weights through the fused
-//! decode+product kernel. Prints whether the three embeddings are the same bits, their cosine
+//! decode+product kernel; with `--resident fixed` (and `--bf16`), a fourth: the matrices kept in
+//! the fixed-rate form. Prints whether the embeddings are the same bits, their cosine
 //! similarity to the sentence-transformers reference (tests/data/minilm-reference.json) where the
 //! sentence is there, the time of each pass, and the VRAM each way holds.
 
 use std::path::PathBuf;
 use std::time::Instant;
 use vramzip::format::{self, Archive, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions};
+use vramzip::gpu::{GpuContext, GpuOptions, Resident};
 use vramzip::model::bert::{Bert, BertConfig, Weights};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -30,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut file = "model.safetensors";
     let mut opts = CompressOptions::default();
     let mut sentences = Vec::new();
+    let mut resident = Resident::Huffman;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -42,6 +44,12 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                         .ok_or("--chunk-groups needs a number")?
                         .parse()?,
                 )
+            }
+            "--resident" => {
+                resident = args
+                    .next()
+                    .ok_or("--resident needs huffman or fixed")?
+                    .parse()?
             }
             _ => sentences.push(a),
         }
@@ -98,24 +106,22 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let gpu = GpuContext::new(&GpuOptions::default())?;
     println!("adapter: {}", gpu.describe());
-    let models = [
+    let compressed = |fused, resident| Weights::Compressed {
+        archive: &archive,
+        fused,
+        resident,
+    };
+    let mut models = vec![
         ("uncompressed", Weights::Uncompressed(&st)),
-        (
-            "decode+product",
-            Weights::Compressed {
-                archive: &archive,
-                fused: false,
-            },
-        ),
-        (
-            "fused",
-            Weights::Compressed {
-                archive: &archive,
-                fused: true,
-            },
-        ),
-    ]
-    .map(|(name, w)| (name, Bert::load(&gpu, &w, config.clone())));
+        ("decode+product", compressed(false, Resident::Huffman)),
+        ("fused", compressed(true, Resident::Huffman)),
+    ];
+    if resident == Resident::Fixed {
+        models.push(("fixed form", compressed(true, Resident::Fixed)));
+    }
+    let models = models
+        .into_iter()
+        .map(|(name, w)| (name, Bert::load(&gpu, &w, config.clone())));
     let mut loaded = Vec::new();
     for (name, m) in models {
         let m = m?;
@@ -172,17 +178,24 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             });
         println!("\n\"{text}\" ({} tokens)", ids.len());
         println!(
-            "  embedding[..4] {:?}; three ways the same bits: {same}; cosine to sentence-transformers: {}",
+            "  embedding[..4] {:?}; {} ways the same bits: {same}; cosine to sentence-transformers: {}",
             &results[0][..4],
+            results.len(),
             cosine.map_or("(not in the reference file)".into(), |c| format!("{c:.7}"))
         );
+        let each = |v: &dyn Fn(usize) -> String| -> String {
+            (loaded.iter().enumerate())
+                .map(|(k, (name, _))| format!("{name} {}", v(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!(
-            "  ms per sentence: uncompressed {:.2}, decode+product {:.2}, fused {:.2}",
-            times[0], times[1], times[2]
+            "  ms per sentence: {}",
+            each(&|k| format!("{:.2}", times[k]))
         );
         println!(
-            "  bytes the pass allocated (activations, decoded embedding blocks): {}, {}, {}",
-            transient[0], transient[1], transient[2]
+            "  bytes the pass allocated (activations, decoded embedding blocks): {}",
+            each(&|k| transient[k].to_string())
         );
     }
     let _ = std::fs::remove_file(&packed);

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 use vramzip::format::{Archive, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions};
+use vramzip::gpu::{GpuContext, GpuOptions, Resident};
 use vramzip::model::bert::{Bert, BertConfig, Weights};
 
 fn gpu() -> GpuContext {
@@ -27,24 +27,29 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 /// Loads the model three ways: uncompressed, compressed with decode then multiply, compressed
 /// with the fused kernel (which must take every layer).
-fn three_ways<'a>(
+/// The model four ways: uncompressed, decode+multiply, fused, and the fixed form (for the BF16
+/// matrices; Huffman-coded and fused for the others).
+fn four_ways<'a>(
     gpu: &GpuContext,
     st: &'a safetensors::SafeTensors<'a>,
     archive: &'a Archive,
     config: &BertConfig,
-) -> [Bert; 3] {
-    let fused = Weights::Compressed {
+) -> [Bert; 4] {
+    let compressed = |fused, resident| Weights::Compressed {
         archive,
-        fused: true,
+        fused,
+        resident,
     };
-    let unfused = Weights::Compressed {
-        archive,
-        fused: false,
-    };
-    let models = [Weights::Uncompressed(st), unfused, fused]
-        .map(|w| Bert::load(gpu, &w, config.clone()).unwrap());
+    let models = [
+        Weights::Uncompressed(st),
+        compressed(false, Resident::Huffman),
+        compressed(true, Resident::Huffman),
+        compressed(true, Resident::Fixed),
+    ]
+    .map(|w| Bert::load(gpu, &w, config.clone()).unwrap());
     assert!(models[2].unfused.is_empty(), "{:?}", models[2].unfused);
     assert!(models[2].vram().matrices < models[0].vram().matrices);
+    assert!(models[3].vram().matrices < models[0].vram().matrices);
     models
 }
 
@@ -173,7 +178,7 @@ fn one_real_layer_compressed_equals_uncompressed_and_matches_f64() {
         max_position_embeddings: 512,
         hidden_act: "gelu".into(),
     };
-    let models = three_ways(&gpu, &st, &archive, &config);
+    let models = four_ways(&gpu, &st, &archive, &config);
     // hidden states of 7 tokens with the spread of real ones (LayerNorm output: about unit)
     let tokens = 7;
     let x: Vec<f32> = noise(4 * tokens * 384, 11)
@@ -189,6 +194,7 @@ fn one_real_layer_compressed_equals_uncompressed_and_matches_f64() {
         "decode+multiply != uncompressed"
     );
     assert_eq!(bits(&outs[2]), bits(&outs[0]), "fused != uncompressed");
+    assert_eq!(bits(&outs[3]), bits(&outs[0]), "fixed form != uncompressed");
     let again = models[2].encode(&gpu, &x).unwrap();
     assert_eq!(bits(&again), bits(&outs[2]), "not the same bits run to run");
     let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -287,7 +293,7 @@ fn check_model(file: &str, sentences: usize, min_cosine: f64) {
     let bytes = std::fs::read(dir.join(file)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let archive = compress(&dir.join(file), &format!("bert-{file}"));
-    let models = three_ways(&gpu, &st, &archive, &config);
+    let models = four_ways(&gpu, &st, &archive, &config);
     for m in &models {
         assert!(m.embed(&gpu, &[]).is_err(), "no tokens");
         assert!(
@@ -318,6 +324,7 @@ fn check_model(file: &str, sentences: usize, min_cosine: f64) {
             r.text
         );
         assert_eq!(bits(&outs[2]), bits(&outs[0]), "{}: fused", r.text);
+        assert_eq!(bits(&outs[3]), bits(&outs[0]), "{}: fixed form", r.text);
         let c = cosine(&outs[0], &r.embedding);
         assert!(c >= min_cosine, "{}: cosine {c}", r.text);
         worst = worst.min(c);

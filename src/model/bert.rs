@@ -12,7 +12,9 @@
 
 use crate::error::{Error, Result};
 use crate::format::Archive;
-use crate::gpu::{Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, WeightType, Workspace};
+use crate::gpu::{
+    Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, Resident, WeightType, Workspace,
+};
 use wgpu::util::DeviceExt;
 
 /// The parameters of the bert.wgsl kernels (its `struct Params`); each entry reads the fields it
@@ -90,13 +92,17 @@ impl BertConfig {
 
 /// Where the weights come from.
 pub enum Weights<'a> {
-    /// A vramzip archive: matrices stay compressed in VRAM, multiplied by the fused kernel
-    /// (`fused`) or decoded into a scratch buffer right before each product.
+    /// A vramzip archive: matrices stay compressed in VRAM, Huffman-coded and multiplied by the
+    /// fused kernel (`fused`) or decoded into a scratch buffer right before each product, or
+    /// (`resident` fixed) the bf16 ones in the fixed-rate form, which products read directly.
     Compressed {
         /// The archive.
         archive: &'a Archive,
         /// Use the fused decode+product kernel wherever the layer allows it.
         fused: bool,
+        /// The form the matrices are kept in; [`Resident::Fixed`] applies to BF16 matrices, the
+        /// others stay Huffman-coded.
+        resident: Resident,
     },
     /// An ordinary safetensors file, uploaded as it is (the baseline).
     Uncompressed(&'a safetensors::SafeTensors<'a>),
@@ -231,7 +237,7 @@ pub struct Bert {
     pub config: BertConfig,
     embeddings: Option<Embeddings>,
     layers: Vec<Layer>,
-    /// Layers that asked for the fused kernel but could not have it, and why.
+    /// Layers that did not get what they asked for (the fused kernel, the fixed form), and why.
     pub unfused: Vec<String>,
     /// The decode scratch and partial sums every product shares.
     workspace: Workspace,
@@ -290,7 +296,12 @@ impl Bert {
     /// layers.
     pub fn load(gpu: &GpuContext, weights: &Weights, config: BertConfig) -> Result<Self> {
         config.check()?;
-        let fused = matches!(weights, Weights::Compressed { fused: true, .. });
+        let (fused, resident) = match weights {
+            Weights::Compressed {
+                fused, resident, ..
+            } => (*fused, *resident),
+            Weights::Uncompressed(_) => (false, Resident::Huffman),
+        };
         let vector = |name: &str, len: u32| -> Result<wgpu::Buffer> {
             let (dtype, _, bytes) = weights.tensor(name)?;
             let values = to_f32(name, &dtype, &bytes)?;
@@ -319,8 +330,16 @@ impl Bert {
         let mut matrix = |name: &str, rows: u32, cols: u32| -> Result<Matrix> {
             let (got_rows, got_cols, m) = match weights {
                 Weights::Compressed { archive, .. } => {
-                    let mut l = gpu.linear(archive, name)?;
-                    if let (true, Some(why)) = (fused, l.unfusable()) {
+                    let bf16 = weights.meta(name)?.0 == "BF16";
+                    if resident == Resident::Fixed && !bf16 {
+                        unfused.push(format!(
+                            "{name}: kept Huffman-coded: the fixed form takes BF16"
+                        ));
+                    }
+                    let form = if bf16 { resident } else { Resident::Huffman };
+                    let mut l = gpu.linear_as(archive, name, form)?;
+                    // (products read the fixed form directly: there is nothing to fuse)
+                    if let (true, Resident::Huffman, Some(why)) = (fused, form, l.unfusable()) {
                         unfused.push(format!("{name}: {why}"));
                     }
                     if !fused {
