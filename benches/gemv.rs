@@ -1,7 +1,8 @@
 //! Per-token cost of the linear layers: (a) the product on uncompressed bf16 weights, (b) decode
-//! into a scratch buffer then the product, (c) the fused decode+product kernel, beside (d) a
-//! buffer copy of the weight's size, in the same run; then a side-by-side table of (b) and (c) as
-//! ratios to (a), measured alternately. Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and
+//! into a scratch buffer then the product, (c) the fused decode+product kernel, (e) the product on
+//! the weight kept in the fixed-rate resident form, beside (d) a buffer copy of the weight's size,
+//! in the same run; then a side-by-side table of (b), (c) and (e) as ratios to (a), measured
+//! alternately. Shapes: all-MiniLM-L6-v2's (its real layer-0 weights) and
 //! Llama-3-8B's 4096x4096, 1024x4096, 14336x4096 and 4096x14336 (values resampled from those real
 //! weights).
 //! The side-by-side table also times a compute-shader copy of the weight's bytes, so that the
@@ -15,7 +16,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
 use std::time::Duration;
 use vramzip::format::{self, Archive, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions, Timing};
+use vramzip::gpu::{GpuContext, GpuOptions, Resident, Timing};
 use wgpu::util::DeviceExt;
 
 fn write_bf16(path: &Path, rows: u64, cols: u64, pool: &[u16], seed: u64) {
@@ -149,6 +150,8 @@ fn bench(c: &mut Criterion) {
         let y = gpu.output_buffer(4 * (layer.rows * batch) as u64).unwrap();
         let scratch = gpu.scratch_for(&[&layer]).unwrap();
         let partials = gpu.partials_for(&[&layer], batch).unwrap();
+        let fixed = gpu.linear_as(archive, name, Resident::Fixed).unwrap();
+        let no_workspace = gpu.workspace_for(&[&fixed], batch).unwrap();
         assert_eq!(layer.unfusable(), None, "{label}");
         let dtype = layer.dtype;
         let (rows, cols) = (layer.rows, layer.cols);
@@ -160,12 +163,16 @@ fn bench(c: &mut Criterion) {
         let mut c = |e: &mut wgpu::CommandEncoder| {
             gpu.record_linear_fused(e, &layer, &partials, &x, &y, batch)
         };
+        let mut f = |e: &mut wgpu::CommandEncoder| {
+            gpu.record_product(e, &fixed, &no_workspace, &x, &y, batch)
+        };
         eprintln!(
-            "{label}: {}x{}, {} bytes decoded, {} resident compressed",
+            "{label}: {}x{}, {} bytes decoded, {} resident Huffman-coded, {} in the fixed form",
             layer.rows,
             layer.cols,
             w.len(),
-            layer.resident_bytes()
+            layer.resident_bytes(),
+            fixed.resident_bytes()
         );
         group.throughput(Throughput::Bytes(w.len() as u64));
         group.bench_function(format!("{label}/a-uncompressed"), |bn| {
@@ -176,6 +183,9 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function(format!("{label}/c-fused"), |bn| {
             bn.iter_custom(|n| secs(gpu.time(n as u32, &mut c), n))
+        });
+        group.bench_function(format!("{label}/e-fixed-form"), |bn| {
+            bn.iter_custom(|n| secs(gpu.time(n as u32, &mut f), n))
         });
         group.bench_function(format!("{label}/d-buffer-copy"), |b| {
             b.iter_custom(|n| {
@@ -192,22 +202,24 @@ fn bench(c: &mut Criterion) {
             gpu.record_shader_copy(e, &raw, &copy_dst, w.len() as u64);
             Ok(())
         };
-        let mut best = [f64::INFINITY; 4];
+        let mut best = [f64::INFINITY; 5];
         for _ in 0..3 {
             type Record<'a> = &'a mut dyn FnMut(&mut wgpu::CommandEncoder) -> vramzip::Result<()>;
-            let variants: [Record; 4] = [&mut a, &mut b, &mut c, &mut d];
+            let variants: [Record; 5] = [&mut a, &mut b, &mut c, &mut d, &mut f];
             for (k, f) in variants.into_iter().enumerate() {
                 best[k] = best[k].min(gpu.time(10, f).unwrap().seconds);
             }
         }
         table.push(format!(
-            "{label:<18} {:>10.1}us {:>10.1}us {:>10.1}us {:>10.1}us {:>7.2}x {:>7.2}x {:>9.2} {tuned:>8}",
+            "{label:<18} {:>10.1}us {:>10.1}us {:>10.1}us {:>10.1}us {:>10.1}us {:>7.2}x {:>7.2}x {:>7.2}x {:>9.2} {tuned:>8}",
             best[0] * 1e6,
             best[1] * 1e6,
             best[2] * 1e6,
+            best[4] * 1e6,
             best[3] * 1e6,
             best[1] / best[0],
             best[2] / best[0],
+            best[4] / best[0],
             // bytes read a second by the product over bytes read and written a second by the copy
             (1.0 / best[0]) / (2.0 / best[3])
         ));
@@ -223,14 +235,16 @@ fn bench(c: &mut Criterion) {
         }
     );
     eprintln!(
-        "{:<18} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>9} {:>8}",
+        "{:<18} {:>12} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8} {:>8} {:>9} {:>8}",
         "shape",
         "a uncompr.",
         "b dec+prod",
         "c fused",
+        "e fixed",
         "shader copy",
         "b/a",
         "c/a",
+        "e/a",
         "a read/copy",
         "tuned"
     );

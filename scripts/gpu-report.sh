@@ -27,6 +27,11 @@ VRAMZIP_DECODE_TABLE=cache "$bin" bench "$minilm" --json > "$out/bench-minilm-ta
 VRAMZIP_DECODE_TABLE=cache "$bin" bench "$llm" --json > "$out/bench-llm-table-cache.json"
 "$bin" bench "$minilm" --backend all --json > "$out/bench-minilm-all.json" 2> "$out/bench-minilm-all.err" || true
 "$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
+# products per resident form (Huffman, fixed, the measured choice) beside the uncompressed product
+for batch in 1 8; do
+    "$bin" bench "$minilm" --resident auto --batch $batch --json > "$out/bench-minilm-resident-b$batch.json"
+    "$bin" bench "$llm" --resident auto --batch $batch --json > "$out/bench-llm-resident-b$batch.json"
+done
 if [ -n "$crit" ]; then
     VRAMZIP_BENCH_FILE="$llm" "$crit" --bench ${CRITERION_ARGS:-} 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
 fi
@@ -41,7 +46,7 @@ if [ -n "${GEMV_BENCH:-}" ]; then
 fi
 if [ -n "${MINILM_EXAMPLE:-}" ]; then
     "$MINILM_EXAMPLE" > "$out/minilm-example-f32.txt" 2>&1
-    "$MINILM_EXAMPLE" --bf16 > "$out/minilm-example-bf16.txt" 2>&1
+    "$MINILM_EXAMPLE" --bf16 --resident fixed > "$out/minilm-example-bf16.txt" 2>&1
     grep -h "VRAM\|same bits\|ms per" "$out"/minilm-example-*.txt | head -40
 fi
 python3 - "$out" <<'PY'
@@ -56,4 +61,8 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*.json"))):
           f"gpu dec {g.get('decode_gb_s', 0):.1f} GB/s, copy {g.get('copy_gb_s', 0):.1f}, shader copy {g.get('shader_copy_gb_s', 0):.1f}, "
           f"dec/copy {g.get('decode_over_copy', 0):.3f}, dec/shader {g.get('decode_over_shader_copy', 0):.3f}, "
           f"load {g.get('load_compressed_s', 0)*1e3:.1f}/{g.get('load_raw_s', 0)*1e3:.1f} ms, exact {d['bit_exact']}/{g.get('bit_exact')}")
+    for p in d.get("products") or []:
+        print(f"{'':28} products batch {p['batch']}, {p['layers']} matrices: huffman {p['huffman_over_uncompressed']:.3f}x, "
+              f"fixed {p.get('fixed_over_uncompressed') or 0:.3f}x the uncompressed time; resident {p['huffman_over_original']:.4f} / "
+              f"{p.get('fixed_over_original') or 0:.4f} of the original; auto {p.get('auto')}")
 PY
