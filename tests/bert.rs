@@ -8,13 +8,8 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 use vramzip::format::{Archive, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions, Resident};
+use vramzip::gpu::{GpuContext, Resident};
 use vramzip::model::bert::{Bert, BertConfig, Weights};
-
-fn gpu() -> GpuContext {
-    GpuContext::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe will do): {e}"))
-}
 
 fn compress(src: &std::path::Path, name: &str) -> Archive {
     let opts = CompressOptions::default().with_chunk_groups(64);

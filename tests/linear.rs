@@ -10,21 +10,6 @@ use std::sync::Arc;
 use vramzip::codec::shared::Histograms;
 use vramzip::format::{self, CompressOptions};
 use vramzip::gpu::{GpuContext, GpuOptions, Resident, WeightType};
-use wgpu::util::DeviceExt;
-
-fn gpu() -> GpuContext {
-    GpuContext::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe will do): {e}"))
-}
-
-fn upload(gpu: &GpuContext, bytes: &[u8]) -> wgpu::Buffer {
-    gpu.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
-}
 
 fn read_bits(gpu: &GpuContext, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
     gpu.read_back(b, 4 * n as u64)

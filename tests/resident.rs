@@ -7,22 +7,7 @@ mod common;
 use common::*;
 use vramzip::codec::fixed::FixedForm;
 use vramzip::format::{Archive, CompressOptions};
-use vramzip::gpu::{GpuContext, GpuOptions, Linear, Resident, WeightType};
-use wgpu::util::DeviceExt;
-
-fn gpu() -> GpuContext {
-    GpuContext::new(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe will do): {e}"))
-}
-
-fn upload(gpu: &GpuContext, bytes: &[u8]) -> wgpu::Buffer {
-    gpu.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
-}
+use vramzip::gpu::{GpuContext, Linear, Resident, WeightType};
 
 /// Real-statistics bf16 weights with every `every`-th one replaced by random bits: rare
 /// exponents (listed apart), NaN, infinities and subnormals among ordinary weights.

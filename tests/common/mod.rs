@@ -3,6 +3,24 @@
 
 use std::path::{Path, PathBuf};
 
+/// The default GPU context (lavapipe on machines without a GPU); a test that needs one fails
+/// without it, never skips.
+pub fn gpu() -> vramzip::gpu::GpuContext {
+    vramzip::gpu::GpuContext::new(&vramzip::gpu::GpuOptions::default())
+        .unwrap_or_else(|e| panic!("these tests need a GPU adapter (lavapipe will do): {e}"))
+}
+
+/// A storage buffer holding `bytes`, readable back.
+pub fn upload(gpu: &vramzip::gpu::GpuContext, bytes: &[u8]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+}
+
 /// Runs the `vramzip` command line with `args`.
 pub fn vramzip(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
