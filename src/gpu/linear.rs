@@ -3,7 +3,8 @@
 //! or decodes and multiplies in one kernel so that the decoded weight never reaches memory
 //! ([`GpuContext::record_linear_fused`]). Both follow the reduction order of
 //! `shaders/matmul_core.wgsl`, as does the product on uncompressed weights
-//! ([`GpuContext::record_matmul`]): all three give the same bits.
+//! ([`GpuContext::record_matmul`]): all three give the same bits. A bf16 layer may instead be kept
+//! in the fixed-rate form (`resident.rs`), whose product reads it directly, in the same order.
 
 use super::kernels::{MAX_BATCH, batch_constant};
 use super::resident::Resident;
@@ -210,7 +211,10 @@ impl Workspace {
 impl Linear {
     /// Bytes of the decoded weight (what the scratch must hold).
     pub fn decoded_bytes(&self) -> u64 {
-        self.rows as u64 * self.cols as u64 * self.dtype.bytes()
+        match &self.stored {
+            Stored::Huffman { group, .. } => group.output_bytes,
+            Stored::Fixed(_) => self.rows as u64 * self.cols as u64 * self.dtype.bytes(),
+        }
     }
     /// Bytes the compressed weight occupies in VRAM.
     pub fn resident_bytes(&self) -> u64 {
