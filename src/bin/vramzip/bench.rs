@@ -36,6 +36,12 @@ fn say_products(adapter: &str, p: &gpu::bench::ProductBench) {
         p.original_bytes,
         p.batch
     );
+    if p.layers == 0 {
+        say!(
+            "  (no matrix here that products on this form take: 2-D, and bf16 for the fixed form)"
+        );
+        return;
+    }
     say!("  uncompressed    {:.3} ms", p.uncompressed_s * 1e3);
     let forms = [
         ("huffman", Some(p.huffman_bytes), Some(p.huffman_s)),
