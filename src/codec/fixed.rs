@@ -49,6 +49,20 @@ pub struct FixedStats {
     pub exponents: usize,
 }
 
+/// The first word of the codes, the palette, the exception starts and the exceptions of the form
+/// of `n` elements: what its header holds.
+fn offsets(n: usize) -> [usize; 4] {
+    let codes_at = HEADER + n.div_ceil(8) * 2;
+    let palette_at = codes_at + n.div_ceil(8);
+    let starts_at = palette_at + 4;
+    [
+        codes_at,
+        palette_at,
+        starts_at,
+        starts_at + n.div_ceil(EXCEPTION_BLOCK) + 1,
+    ]
+}
+
 /// The exponent of bf16 bits.
 fn exponent(v: u16) -> u8 {
     (v >> 7) as u8
@@ -91,26 +105,16 @@ impl FixedForm {
             palette[k] = e as u8;
         }
 
-        let lo_words = n.div_ceil(8) * 2;
-        let code_words = n.div_ceil(8);
+        let at = offsets(n);
+        let [codes_at, palette_at, starts_at, exceptions_at] = at;
         let blocks = n.div_ceil(EXCEPTION_BLOCK);
-        let codes_at = HEADER + lo_words;
-        let palette_at = codes_at + code_words;
-        let starts_at = palette_at + 4;
-        let exceptions_at = starts_at + blocks + 1;
         let mut words = vec![0u32; exceptions_at];
-        words[..HEADER].copy_from_slice(&[
-            codes_at as u32,
-            palette_at as u32,
-            starts_at as u32,
-            exceptions_at as u32,
-        ]);
+        words[..HEADER].copy_from_slice(&at.map(|a| a as u32));
         // a block of EXCEPTION_BLOCK elements fills whole words of both planes (it is a multiple
         // of 8), so blocks are written side by side
         const LO_BLOCK: usize = EXCEPTION_BLOCK / 4;
         const CODE_BLOCK: usize = EXCEPTION_BLOCK / 8;
-        let (lo, rest) = words[HEADER..].split_at_mut(lo_words);
-        let codes = &mut rest[..code_words];
+        let (lo, codes) = words[HEADER..palette_at].split_at_mut(codes_at - HEADER);
         let exceptions: Vec<Vec<u32>> = lo
             .par_chunks_mut(LO_BLOCK)
             .zip(codes.par_chunks_mut(CODE_BLOCK))
@@ -163,18 +167,12 @@ impl FixedForm {
         };
         let w = &self.words;
         let header = w.get(..HEADER).ok_or_else(|| corrupt("no header"))?;
-        let [codes_at, palette_at, starts_at, exceptions_at] =
-            [0, 1, 2, 3].map(|k| header[k] as usize);
-        let n = self.elements;
-        let blocks = n.div_ceil(EXCEPTION_BLOCK);
-        if codes_at < HEADER + n.div_ceil(4)
-            || palette_at < codes_at + n.div_ceil(8)
-            || starts_at < palette_at + 4
-            || exceptions_at < starts_at + blocks + 1
-            || exceptions_at > w.len()
-        {
+        let at = offsets(self.elements);
+        if header.iter().zip(at).any(|(&h, a)| h as usize != a) || at[3] > w.len() {
             return Err(corrupt("header out of place"));
         }
+        let [codes_at, palette_at, starts_at, exceptions_at] = at;
+        let n = self.elements;
         let byte = |at: usize, k: usize| (w[at + k / 4] >> (8 * (k % 4))) as u8;
         let exceptions = &w[exceptions_at..];
         let mut out = Vec::with_capacity(2 * n);

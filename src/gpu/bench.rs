@@ -250,17 +250,14 @@ pub fn bench_products(
     };
     let mut names = Vec::new();
     for (t, bytes) in archive.tensors.iter().zip(original) {
-        let dtype = WeightType::from_dtype(&t.meta.dtype);
-        let takes = t.meta.shape.len() == 2
-            && dtype.is_some()
-            && (!fixed_too || dtype == Some(WeightType::BF16));
         let name = t.meta.name.as_str();
-        let Some(mut huffman) = takes
-            .then(|| ctx.linear(archive, name))
-            .and_then(|l| l.ok())
-        else {
+        // the matrices products take (and the fixed form, where asked); errors past that count
+        let takes = super::linear::matrix_of(archive, name)
+            .is_ok_and(|(.., dtype)| !fixed_too || dtype == WeightType::BF16);
+        if !takes {
             continue;
-        };
+        }
+        let mut huffman = ctx.linear(archive, name)?;
         ctx.tune(&mut huffman, &[batch])?;
         let fixed = fixed_too
             .then(|| ctx.linear_as(archive, name, Resident::Fixed))

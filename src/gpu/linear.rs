@@ -390,7 +390,7 @@ impl GpuContext {
 
 /// The 2-D tensor `name` of `archive` that products can take: it, its rows and columns, and its
 /// element type; an error says why not.
-fn matrix_of<'a>(
+pub(super) fn matrix_of<'a>(
     archive: &'a Archive,
     name: &str,
 ) -> Result<(&'a crate::format::TensorEntry, u32, u32, WeightType)> {

@@ -279,8 +279,6 @@ fn bench_in(
                 if g.bit_exact { "yes" } else { "NO" }
             );
         }
-    }
-    if !json {
         for (adapter, p) in &product_figures {
             say_products(adapter, p);
         }
