@@ -199,6 +199,13 @@ fn fixed_product(
 ) -> Vec<u32> {
     let layer = gpu.linear_as(archive, name, Resident::Fixed).unwrap();
     assert_eq!(layer.resident(), Resident::Fixed);
+    // built on the GPU, word for word the CPU builder's form
+    let decoded = archive.decode(archive.tensor(name).unwrap()).unwrap();
+    let want = vramzip::codec::fixed::FixedForm::new(&decoded).unwrap().0;
+    assert!(
+        gpu.fixed_form(&layer).unwrap() == want,
+        "{name}: the form built on the GPU"
+    );
     let y = gpu.output_buffer(4 * (layer.rows * batch) as u64).unwrap();
     // the fixed form needs no scratch and no partial sums
     let workspace = gpu.workspace_for(&[&layer], batch).unwrap();

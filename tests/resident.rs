@@ -97,12 +97,14 @@ fn archive_of(name: &str, tensors: &[(&str, &str, Vec<u64>, Vec<u8>)]) -> (TestD
 fn any_bf16_values_give_the_bits_of_the_uncompressed_product_and_rows() {
     let gpu = gpu();
     // 520 columns: rows of 260 words, not whole 4-word loads (the narrow path); 1024: the wide
-    let cases: [(&str, u64, u64, usize); 5] = [
+    let cases: [(&str, u64, u64, usize); 6] = [
         ("rare", 40, 1024, 97),
         ("wild3", 24, 520, 3),
         ("wild2", 24, 1024, 1),
         ("wild", 24, 520, 1),
         ("odd", 37, 520, 13),
+        // 19,314 elements: not whole words of either plane
+        ("ragged", 37, 522, 5),
     ];
     let tensors: Vec<_> = cases
         .iter()
@@ -117,6 +119,11 @@ fn any_bf16_values_give_the_bits_of_the_uncompressed_product_and_rows() {
         assert!(stats.exceptions > 0, "{name}: some exponents listed apart");
         assert_eq!(&form.to_bf16().unwrap(), w, "{name}: the CPU reading");
         let layer = gpu.linear_as(&archive, name, Resident::Fixed).unwrap();
+        assert_eq!(
+            gpu.fixed_form(&layer).unwrap(),
+            form,
+            "{name}: built on the GPU"
+        );
         assert_eq!(layer.fixed_exceptions(), Some(stats.exceptions));
         assert_eq!(layer.resident_bytes(), form.bytes());
         for batch in [1, 3, 17] {
@@ -141,6 +148,68 @@ fn any_bf16_values_give_the_bits_of_the_uncompressed_product_and_rows() {
             );
         }
     }
+}
+
+#[test]
+fn the_gpu_builds_the_cpu_form_word_for_word() {
+    // 300 exception blocks (the starts are summed 256 at a time), rare exponents in some blocks
+    // only, and a tensor with no exceptions at all; then the sample's real matrices
+    let gpu = gpu();
+    let mut sparse = weightlike(300 * 4096, 7);
+    let wild = noise(2 * 300 * 4096, 8);
+    for i in (0..300 * 4096).step_by(40_009) {
+        sparse[2 * i..2 * i + 2].copy_from_slice(&wild[2 * i..2 * i + 2]);
+    }
+    let tame: Vec<u8> = (0..64 * 64u32)
+        .flat_map(|i| (0x3c00 + (i % 0x300) as u16).to_le_bytes())
+        .collect();
+    let (_dir, archive) = archive_of(
+        "resident-build",
+        &[
+            ("sparse", "BF16", vec![300, 4096], sparse),
+            ("tame", "BF16", vec![64, 64], tame),
+        ],
+    );
+    let real = compress_into(
+        "resident-build-real",
+        &sample(),
+        &CompressOptions::default(),
+    );
+    let mut checked = 0;
+    for archive in [&archive, &real] {
+        for t in
+            (archive.tensors.iter()).filter(|t| t.meta.shape.len() == 2 && t.meta.dtype == "BF16")
+        {
+            let name = &t.meta.name;
+            let huffman = gpu.linear(archive, name).unwrap();
+            let layer = gpu.fixed_from(&huffman).unwrap();
+            let w = archive.decode(t).unwrap();
+            let (want, stats) = FixedForm::new(&w).unwrap();
+            let got = gpu.fixed_form(&layer).unwrap();
+            assert_eq!(got.words.len(), want.words.len(), "{name}");
+            if let Some(i) = (0..got.words.len()).find(|&i| got.words[i] != want.words[i]) {
+                panic!(
+                    "{name}: word {i} is {:08x}, not {:08x}",
+                    got.words[i], want.words[i]
+                );
+            }
+            assert_eq!(got.to_bf16().unwrap(), w, "{name}");
+            assert_eq!(layer.fixed_exceptions(), Some(stats.exceptions), "{name}");
+            if name == "tame" {
+                assert_eq!(stats.exceptions, 0);
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        2 + 6,
+        "two made tensors and the sample's six bf16 matrices"
+    );
+    let e = gpu
+        .fixed_form(&gpu.linear(&archive, "tame").unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("Huffman"), "{e}");
 }
 
 #[test]

@@ -49,9 +49,57 @@ pub struct FixedStats {
     pub exponents: usize,
 }
 
+/// A tensor's palette: its 15 most common exponents (fewer if it has fewer), the most common
+/// first, ties to the smaller exponent, so that the form is a function of the data alone (the
+/// GPU transcoder picks it the same way, from the same counts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Palette {
+    /// The exponent of code k, for the codes in use.
+    pub(crate) exponents: Vec<u8>,
+    /// Distinct exponents in the tensor.
+    pub(crate) distinct: usize,
+}
+
+impl Palette {
+    /// The palette of a tensor whose exponents occur `hist[e]` times.
+    pub(crate) fn of(hist: &[u64; 256]) -> Palette {
+        let mut order: Vec<usize> = (0..256).filter(|&e| hist[e] > 0).collect();
+        let distinct = order.len();
+        order.sort_by_key(|&e| (std::cmp::Reverse(hist[e]), e));
+        order.truncate(ESCAPE as usize);
+        Palette {
+            exponents: order.iter().map(|&e| e as u8).collect(),
+            distinct,
+        }
+    }
+
+    /// The code of each exponent ([`ESCAPE`] for those outside the palette).
+    pub(crate) fn codes(&self) -> [u8; 256] {
+        let mut code_of = [ESCAPE; 256];
+        for (k, &e) in self.exponents.iter().enumerate() {
+            code_of[e as usize] = k as u8;
+        }
+        code_of
+    }
+
+    /// The palette's 4 words in the form (exponent of code k in byte k, unused bytes 0).
+    pub(crate) fn words(&self) -> [u32; 4] {
+        let mut bytes = [0u8; 16];
+        bytes[..self.exponents.len()].copy_from_slice(&self.exponents);
+        std::array::from_fn(|k| u32::from_le_bytes(std::array::from_fn(|j| bytes[4 * k + j])))
+    }
+
+    /// Elements of a tensor with exponent counts `hist` that the palette does not cover: its
+    /// exceptions.
+    pub(crate) fn exceptions(&self, hist: &[u64; 256]) -> u64 {
+        let covered: u64 = self.exponents.iter().map(|&e| hist[e as usize]).sum();
+        hist.iter().sum::<u64>() - covered
+    }
+}
+
 /// The first word of the codes, the palette, the exception starts and the exceptions of the form
-/// of `n` elements: what its header holds.
-fn offsets(n: usize) -> [usize; 4] {
+/// of `n` elements: what its header holds. The exceptions run to the end of the form.
+pub(crate) fn offsets(n: usize) -> [usize; 4] {
     let codes_at = HEADER + n.div_ceil(8) * 2;
     let palette_at = codes_at + n.div_ceil(8);
     let starts_at = palette_at + 4;
@@ -82,29 +130,17 @@ impl FixedForm {
         let hist = bytes
             .par_chunks(2 * EXCEPTION_BLOCK)
             .fold(
-                || vec![0u64; 256],
+                || [0u64; 256],
                 |mut h, c| {
                     c.chunks_exact(2)
                         .for_each(|v| h[exponent(u16::from_le_bytes([v[0], v[1]])) as usize] += 1);
                     h
                 },
             )
-            .reduce(
-                || vec![0u64; 256],
-                |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
-            );
-        // the 15 most common exponents, ties to the smaller, so the form is a function of the data
-        let mut order: Vec<usize> = (0..256).filter(|&e| hist[e] > 0).collect();
-        let exponents = order.len();
-        order.sort_by_key(|&e| (std::cmp::Reverse(hist[e]), e));
-        order.truncate(ESCAPE as usize);
-        let mut code_of = [ESCAPE; 256];
-        let mut palette = [0u8; 16];
-        for (k, &e) in order.iter().enumerate() {
-            code_of[e] = k as u8;
-            palette[k] = e as u8;
-        }
-
+            .reduce(|| [0u64; 256], |a, b| std::array::from_fn(|e| a[e] + b[e]));
+        let palette = Palette::of(&hist);
+        let exponents = palette.distinct;
+        let code_of = palette.codes();
         let at = offsets(n);
         let [codes_at, palette_at, starts_at, exceptions_at] = at;
         let blocks = n.div_ceil(EXCEPTION_BLOCK);
@@ -134,10 +170,7 @@ impl FixedForm {
                 found
             })
             .collect();
-        for k in 0..4 {
-            words[palette_at + k] =
-                u32::from_le_bytes(palette[4 * k..4 * k + 4].try_into().unwrap());
-        }
+        words[palette_at..starts_at].copy_from_slice(&palette.words());
         let mut count = 0u32;
         for (b, found) in exceptions.iter().enumerate() {
             words[starts_at + b] = count;

@@ -158,6 +158,8 @@ pub(crate) struct Kernels {
     pub(crate) gemv: Kernel,
     pub(crate) gemv_fixed: Kernel,
     pub(crate) fixed_rows: Kernel,
+    /// fixed_build.wgsl's passes: histogram, pack, starts, exceptions.
+    pub(crate) fixed_build: [Kernel; 4],
     pub(crate) fused: Kernel,
     pub(crate) sum_pieces: Kernel,
 }
@@ -213,6 +215,23 @@ impl Kernels {
             storage_entry(3, false),
             storage_entry(4, true),
         ];
+        let build = [
+            uniform_entry(),
+            storage_entry(1, true),
+            storage_entry(2, false),
+            storage_entry(3, false),
+        ];
+        let fixed_build = Kernel::entries(
+            device,
+            shaders::FIXED_BUILD,
+            &build,
+            &[
+                "fixed_histogram",
+                "fixed_pack",
+                "fixed_starts",
+                "fixed_exceptions",
+            ],
+        );
         let sum = [
             uniform_entry(),
             storage_entry(1, true),
@@ -226,6 +245,7 @@ impl Kernels {
             // the same bindings: W, x (or the rows asked for), y (or the rows), W as vectors
             gemv_fixed: Kernel::new(device, "gemv_fixed", shaders::GEMV_FIXED, &gemv),
             fixed_rows: Kernel::new(device, "fixed_rows", shaders::FIXED_ROWS, &gemv),
+            fixed_build: fixed_build.try_into().expect("one kernel an entry point"),
             fused: Kernel::new(device, "fused", shaders::FUSED, &fused),
             sum_pieces: Kernel::new(device, "sum_pieces", shaders::SUM_PIECES, &sum),
         }
@@ -308,41 +328,79 @@ impl GpuContext {
             params: bytemuck::bytes_of(params).to_vec(),
             ranges: ranges.iter().map(|&(b, o, s)| (b.clone(), o, s)).collect(),
         };
-        let bind = self.binds.get_or_make(key, || {
-            let params = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(kernel.name),
-                    contents: bytemuck::bytes_of(params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            let resources = ranges.iter().map(|&(buffer, offset, size)| {
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer,
-                    offset,
-                    size: size.and_then(std::num::NonZeroU64::new),
-                })
-            });
-            let entries: Vec<_> = std::iter::once(params.as_entire_binding())
-                .chain(resources)
-                .enumerate()
-                .map(|(i, resource)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource,
-                })
-                .collect();
-            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind = self
+            .binds
+            .get_or_make(key, || self.bind_group(kernel, params, ranges));
+        self.record_pass(encoder, kernel, constants, &bind, workgroups);
+    }
+
+    /// As [`GpuContext::dispatch`], with a bind group made for this dispatch alone and kept
+    /// nowhere: for one-off work on buffers that must be freed as soon as the caller drops them
+    /// (the scratch of an upload), which the bind cache would keep alive.
+    pub(crate) fn dispatch_once<P: bytemuck::Pod>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 2],
+    ) {
+        let ranges: Vec<_> = buffers.iter().map(|&b| (b, 0, None)).collect();
+        let bind = self.bind_group(kernel, params, &ranges);
+        self.record_pass(encoder, kernel, &[], &bind, workgroups);
+    }
+
+    /// A bind group of `kernel` with `params` as its uniform and `ranges` at bindings 1, 2, ...
+    fn bind_group<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        ranges: &[BufferRange],
+    ) -> wgpu::BindGroup {
+        let params = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(kernel.name),
-                layout: &kernel.bind_layout,
-                entries: &entries,
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let resources = ranges.iter().map(|&(buffer, offset, size)| {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: size.and_then(std::num::NonZeroU64::new),
             })
         });
+        let entries: Vec<_> = std::iter::once(params.as_entire_binding())
+            .chain(resources)
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &kernel.bind_layout,
+            entries: &entries,
+        })
+    }
+
+    /// Records one compute pass: `kernel`'s pipeline with `constants`, bound to `bind`.
+    fn record_pass(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        constants: Constants,
+        bind: &wgpu::BindGroup,
+        workgroups: [u32; 2],
+    ) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.name),
             timestamp_writes: None,
         });
         pass.set_pipeline(&kernel.pipeline(&self.device, constants));
-        pass.set_bind_group(0, &bind, &[]);
+        pass.set_bind_group(0, bind, &[]);
         let [x, y] = workgroups;
         let max = self.limits.max_compute_workgroups_per_dimension;
         if y > 1 {

@@ -360,31 +360,38 @@ impl GpuContext {
 
     /// Uploads the weight `name` of `archive` as [`GpuContext::linear`] does, kept in VRAM in the
     /// form `resident`: [`Resident::Huffman`] is [`GpuContext::linear`]; [`Resident::Fixed`] (bf16
-    /// only) decodes the weight on the CPU (checked against its stored checksum) and uploads its
-    /// fixed-rate form.
+    /// only) is [`GpuContext::fixed_from`] of that.
     pub fn linear_as(&self, archive: &Archive, name: &str, resident: Resident) -> Result<Linear> {
+        let huffman = self.linear(archive, name)?;
         match resident {
-            Resident::Huffman => self.linear(archive, name),
-            Resident::Fixed => {
-                let (t, rows, cols, dtype) = matrix_of(archive, name)?;
-                if dtype != WeightType::BF16 {
-                    return Err(Error::InvalidArgument(format!(
-                        "'{name}': the fixed resident form takes BF16 weights, not {dtype:?}"
-                    )));
-                }
-                let weight = self.fixed_weight(name, &archive.decode(t)?)?;
-                Ok(Linear {
-                    fuse: false,
-                    tuned: Default::default(),
-                    name: name.to_string(),
-                    rows,
-                    cols,
-                    dtype,
-                    stored: Stored::Fixed(weight),
-                    fusion: Err("kept in the fixed form, which products read directly".into()),
-                })
-            }
+            Resident::Huffman => Ok(huffman),
+            Resident::Fixed => self.fixed_from(&huffman),
         }
+    }
+
+    /// The layer `layer` (kept Huffman-coded, bf16) in the fixed-rate form: a new layer whose
+    /// weight is built on the GPU from `layer`'s Huffman code, word for word what
+    /// `codec::fixed::FixedForm::new` makes of the decoded weight. Only the compressed bytes
+    /// crossed the bus; nothing is decoded on the CPU, and, as for products on the Huffman form,
+    /// the decoded weight is not checked against its checksum (`vramzip verify` checks the file).
+    /// `layer` stays as it was; drop it to keep only the fixed form.
+    pub fn fixed_from(&self, layer: &Linear) -> Result<Linear> {
+        if layer.dtype != WeightType::BF16 {
+            return Err(Error::InvalidArgument(format!(
+                "'{}': the fixed resident form takes BF16 weights, not {:?}",
+                layer.name, layer.dtype
+            )));
+        }
+        Ok(Linear {
+            fuse: false,
+            tuned: Default::default(),
+            name: layer.name.clone(),
+            rows: layer.rows,
+            cols: layer.cols,
+            dtype: layer.dtype,
+            stored: Stored::Fixed(self.transcode_fixed(layer)?),
+            fusion: Err("kept in the fixed form, which products read directly".into()),
+        })
     }
 }
 

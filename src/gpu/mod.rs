@@ -9,6 +9,7 @@ mod linear;
 mod measure;
 mod resident;
 pub mod shaders;
+mod transcode;
 mod upload;
 
 pub use kernels::{Access, Constants, Kernel, MAX_BATCH};

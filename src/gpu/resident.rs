@@ -10,7 +10,6 @@ use super::linear::{Linear, Stored, WeightType};
 use crate::codec::fixed::FixedForm;
 use crate::error::{Error, Result};
 use crate::format::Archive;
-use wgpu::util::DeviceExt;
 
 /// How a layer's weight is kept in VRAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,31 +65,15 @@ impl Linear {
 }
 
 impl GpuContext {
-    /// The fixed form of the bf16 matrix `bytes` (the weight `name`), in VRAM.
-    pub(super) fn fixed_weight(&self, name: &str, bytes: &[u8]) -> Result<FixedWeight> {
-        let (form, stats) = FixedForm::new(bytes)?;
-        let limit = self.binding_limit();
-        if form.bytes() > limit {
-            return Err(Error::TooLarge {
-                what: format!("'{name}' in the fixed form (one binding)"),
-                size: form.bytes(),
-                limit,
-            });
-        }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buffer = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("fixed form"),
-                contents: bytemuck::cast_slice(&form.words),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("uploading '{name}': {e}")));
-        }
-        Ok(FixedWeight {
-            buffer,
-            exceptions: stats.exceptions,
+    /// The fixed form of `layer` (kept in it) read back to the CPU: what `FixedForm::to_bf16`
+    /// turns back into the weight, so a caller can check a layer built on the GPU against the
+    /// file's checksum. Submits and waits.
+    pub fn fixed_form(&self, layer: &Linear) -> Result<FixedForm> {
+        let f = fixed_of(layer)?;
+        let bytes = self.read_back(&f.buffer, f.buffer.size())?;
+        Ok(FixedForm {
+            elements: layer.rows as usize * layer.cols as usize,
+            words: bytemuck::pod_collect_to_vec(&bytes),
         })
     }
 
@@ -166,8 +149,9 @@ impl GpuContext {
     /// batch-1 product fastest on this device, as far as `budget` (resident bytes of all the
     /// layers together; `None`: no limit) allows. Every layer starts in the Huffman form; the
     /// bf16 ones are also timed in the fixed form, and take it in order of time saved per byte
-    /// added while the budget holds. Errors if the Huffman forms alone exceed the budget. Each
-    /// bf16 layer is decoded on the CPU twice (to measure, then to keep).
+    /// added while the budget holds. Errors if the Huffman forms alone exceed the budget. The
+    /// fixed form of each bf16 layer is built on the GPU twice (to measure, then to keep), so
+    /// that both forms of every layer are never in VRAM at once.
     pub fn linears_auto(
         &self,
         archive: &Archive,
@@ -181,7 +165,7 @@ impl GpuContext {
             self.tune(&mut layer, &[1])?;
             let huffman = (layer.resident_bytes(), self.product_seconds(&layer)?);
             let fixed = if layer.dtype == WeightType::BF16 {
-                let f = self.linear_as(archive, name, Resident::Fixed)?;
+                let f = self.fixed_from(&layer)?;
                 Some((f.resident_bytes(), self.product_seconds(&f)?))
             } else {
                 None
@@ -217,7 +201,7 @@ impl GpuContext {
             if budget.is_some_and(|b| total + added > b) {
                 continue;
             }
-            layers[i] = self.linear_as(archive, names[i], Resident::Fixed)?;
+            layers[i] = self.fixed_from(&layers[i])?;
             choices[i].resident = Resident::Fixed;
             total += added;
         }

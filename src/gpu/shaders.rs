@@ -40,6 +40,9 @@ pub const FIXED_ROWS: &str = concat!(
     include_str!("../../shaders/fixed_rows.wgsl")
 );
 
+/// Builds the fixed-rate form of a bf16 tensor in VRAM, in four passes (one entry point each).
+pub const FIXED_BUILD: &str = include_str!("../../shaders/fixed_build.wgsl");
+
 /// Decode fused with the matrix product: decoded weights never reach memory.
 pub const FUSED: &str = concat!(
     include_str!("../../shaders/decode_core.wgsl"),
@@ -65,6 +68,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("gemv.wgsl", GEMV),
     ("gemv_fixed.wgsl", GEMV_FIXED),
     ("fixed_rows.wgsl", FIXED_ROWS),
+    ("fixed_build.wgsl", FIXED_BUILD),
     ("fused.wgsl", FUSED),
     ("sum_pieces.wgsl", SUM_PIECES),
     ("bert.wgsl", BERT),
