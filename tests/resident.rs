@@ -346,6 +346,9 @@ fn bench_reports_the_resident_forms() {
     for key in ["uncompressed_s", "huffman_s", "fixed_s"] {
         assert!(p[key].as_f64().unwrap() > 0.0, "{key}: {p}");
     }
+    for key in ["bf16_s", "fixed_s"] {
+        assert!(p["load"][key].as_f64().unwrap() > 0.0, "load {key}: {p}");
+    }
     let auto = &p["auto"];
     let fixed_layers = auto["fixed_layers"].as_u64().unwrap();
     assert!(fixed_layers <= 6);
