@@ -39,7 +39,10 @@ fn check_all(gpu: &GpuContext, archive: &Archive) -> usize {
     let groups = gpu.upload(archive, &entries).unwrap();
     let mut decoded: std::collections::HashMap<String, Vec<u8>> = Default::default();
     for g in &groups {
+        // a decode read back once keeps no bind group, so nothing holds its buffers afterwards
+        let cached = gpu.cached_bind_groups();
         let out = gpu.decode_to_vec(g).unwrap();
+        assert_eq!(gpu.cached_bind_groups(), cached);
         for s in &g.slices {
             let t = archive.tensor(&s.name).unwrap();
             let buf = decoded

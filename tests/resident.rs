@@ -182,7 +182,11 @@ fn the_gpu_builds_the_cpu_form_word_for_word() {
         {
             let name = &t.meta.name;
             let huffman = gpu.linear(archive, name).unwrap();
+            // the build's scratch is bound once, so no cached bind group keeps it alive
+            let cached = gpu.cached_bind_groups();
             let layer = gpu.fixed_from(&huffman).unwrap();
+            assert_eq!(gpu.cached_bind_groups(), cached, "{name}");
+            drop(huffman);
             let w = archive.decode(t).unwrap();
             let (want, stats) = FixedForm::new(&w).unwrap();
             let got = gpu.fixed_form(&layer).unwrap();

@@ -19,6 +19,15 @@ struct DecodeParams {
     pad: u32,
 }
 
+/// Whether a decode's bind group is kept for the next decode into the same buffers (decodes
+/// repeated every token), or made for this one alone (a decode done once, whose buffers must be
+/// freed when the caller drops them).
+#[derive(Clone, Copy)]
+enum Binding {
+    Cached,
+    Once,
+}
+
 /// Most workgroups a decoder dispatch starts: about what a large GPU holds at once (an H100 or
 /// H200 has 132 multiprocessors of up to 8 such workgroups). Each takes a contiguous range of
 /// the blocks, so it loads a tensor's code table once for all its blocks of that tensor.
@@ -52,6 +61,28 @@ impl GpuContext {
         out: &wgpu::Buffer,
         offset: u64,
     ) -> Result<()> {
+        self.record_decode_as(encoder, group, out, offset, Binding::Cached)
+    }
+
+    /// As [`GpuContext::record_decode`] at offset 0, for a decode done once: nothing keeps `out`
+    /// or the group alive once the caller drops them (see `dispatch_ranges_once`).
+    pub(super) fn record_decode_once(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        group: &GpuGroup,
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
+        self.record_decode_as(encoder, group, out, 0, Binding::Once)
+    }
+
+    fn record_decode_as(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        group: &GpuGroup,
+        out: &wgpu::Buffer,
+        offset: u64,
+        binding: Binding,
+    ) -> Result<()> {
         if !offset.is_multiple_of(4) || offset + group.output_bytes > out.size() {
             return Err(Error::InvalidArgument(format!(
                 "decode at offset {offset}: needs a multiple of 4 and {} bytes within the {}-byte output",
@@ -73,7 +104,7 @@ impl GpuContext {
             };
             let kernel = &self.kernels.decode;
             let out = (out, bind_at, bind_size);
-            self.dispatch_decoder(encoder, kernel, c, &params, out, &[], c.blocks);
+            self.dispatch_decoder(encoder, kernel, c, &params, out, &[], c.blocks, binding);
         }
         if let Some((stored, copies)) = &group.stored {
             for &(src, dst, len) in copies {
@@ -135,7 +166,8 @@ impl GpuContext {
         let kernel = &self.kernels.decode_select;
         let out = (out, bind_at, offset - bind_at + bytes);
         let n = blocks.len() as u64;
-        self.dispatch_decoder(encoder, kernel, c, &params, out, &[&selection], n);
+        let binding = Binding::Cached;
+        self.dispatch_decoder(encoder, kernel, c, &params, out, &[&selection], n, binding);
         Ok(slot_bytes)
     }
 
@@ -152,6 +184,7 @@ impl GpuContext {
         out: (&wgpu::Buffer, u64, u64),
         extra: &[&wgpu::Buffer],
         workgroups: u64,
+        binding: Binding,
     ) {
         let ranges: Vec<_> = c
             .buffers()
@@ -162,7 +195,14 @@ impl GpuContext {
             .collect();
         let constants = decoder_constants(c.escapes, self.table_in_workgroup);
         let workgroups = [resident_workgroups(workgroups), 1];
-        self.dispatch_ranges(encoder, kernel, &constants, params, &ranges, workgroups);
+        match binding {
+            Binding::Cached => {
+                self.dispatch_ranges(encoder, kernel, &constants, params, &ranges, workgroups)
+            }
+            Binding::Once => {
+                self.dispatch_ranges_once(encoder, kernel, &constants, params, &ranges, workgroups)
+            }
+        }
     }
 
     /// Convenience: decodes one group on the GPU, waits, and returns its output bytes.
@@ -170,7 +210,7 @@ impl GpuContext {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = self.output_buffer(group.output_bytes)?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.record_decode(&mut encoder, group, &out, 0)?;
+        self.record_decode_once(&mut encoder, group, &out)?;
         self.queue.submit([encoder.finish()]);
         let bytes = self.read_back(&out, group.output_bytes);
         if let Some(e) = pollster::block_on(scope.pop()) {

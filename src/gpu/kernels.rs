@@ -334,20 +334,20 @@ impl GpuContext {
         self.record_pass(encoder, kernel, constants, &bind, workgroups);
     }
 
-    /// As [`GpuContext::dispatch`], with a bind group made for this dispatch alone and kept
+    /// As [`GpuContext::dispatch_ranges`], with a bind group made for this dispatch alone and kept
     /// nowhere: for one-off work on buffers that must be freed as soon as the caller drops them
-    /// (the scratch of an upload), which the bind cache would keep alive.
-    pub(crate) fn dispatch_once<P: bytemuck::Pod>(
+    /// (an upload's scratch, a decode read back once), which the bind cache would keep alive.
+    pub(crate) fn dispatch_ranges_once<P: bytemuck::Pod>(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: &Kernel,
+        constants: Constants,
         params: &P,
-        buffers: &[&wgpu::Buffer],
+        ranges: &[BufferRange],
         workgroups: [u32; 2],
     ) {
-        let ranges: Vec<_> = buffers.iter().map(|&b| (b, 0, None)).collect();
-        let bind = self.bind_group(kernel, params, &ranges);
-        self.record_pass(encoder, kernel, &[], &bind, workgroups);
+        let bind = self.bind_group(kernel, params, ranges);
+        self.record_pass(encoder, kernel, constants, &bind, workgroups);
     }
 
     /// A bind group of `kernel` with `params` as its uniform and `ranges` at bindings 1, 2, ...

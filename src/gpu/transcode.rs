@@ -70,9 +70,9 @@ impl GpuContext {
         let workgroups = [blocks.max(1) as u32, 1];
 
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.record_decode(&mut encoder, group, &scratch, 0)?;
-        let bound = [&scratch, &counts, &counts];
-        self.dispatch_once(&mut encoder, histogram, &params, &bound, workgroups);
+        self.record_decode_once(&mut encoder, group, &scratch)?;
+        let bound = [(&scratch, 0, None), (&counts, 0, None), (&counts, 0, None)];
+        self.dispatch_ranges_once(&mut encoder, histogram, &[], &params, &bound, workgroups);
         self.queue.submit([encoder.finish()]);
         let read = self.read_back(&counts, 4 * 256)?;
         let hist: [u64; 256] = std::array::from_fn(|e| {
@@ -109,10 +109,14 @@ impl GpuContext {
             return Err(Error::Gpu(format!("making room for '{}': {e}", layer.name)));
         }
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        let bound = [&scratch, &form, &counts];
-        self.dispatch_once(&mut encoder, pack, &params, &bound, workgroups);
-        self.dispatch_once(&mut encoder, starts, &params, &bound, [1, 1]);
-        self.dispatch_once(&mut encoder, exceptions, &params, &bound, workgroups);
+        let bound = [(&scratch, 0, None), (&form, 0, None), (&counts, 0, None)];
+        for (kernel, workgroups) in [
+            (pack, workgroups),
+            (starts, [1, 1]),
+            (exceptions, workgroups),
+        ] {
+            self.dispatch_ranges_once(&mut encoder, kernel, &[], &params, &bound, workgroups);
+        }
         self.queue.submit([encoder.finish()]);
         Ok(FixedWeight {
             buffer: form,
