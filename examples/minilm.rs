@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! scripts/fetch-models.sh
-//! cargo run --release --example minilm -- [--model data/minilm] [--bf16 | --f16] [--chunk-groups 64] [--resident huffman|fixed] [SENTENCE ...]
+//! cargo run --release --example minilm -- [--model data/minilm] [--bf16 | --f16] [--chunk-groups 64] [--resident huffman|fixed|auto] [SENTENCE ...]
 //! ```
 //!
 //! Compresses the model, then runs every sentence three ways: uncompressed weights, compressed
 //! weights decoded right before each product, and compressed weights through the fused
 //! decode+product kernel; with `--resident fixed` (and `--bf16`), a fourth: the matrices kept in
-//! the fixed-rate form. Prints whether the embeddings are the same bits, their cosine
+//! the fixed-rate form; with `--resident auto`, each bf16 matrix in the form whose product was
+//! measured faster here. Prints whether the embeddings are the same bits, their cosine
 //! similarity to the sentence-transformers reference (tests/data/minilm-reference.json) where the
 //! sentence is there, the time of each pass, and the VRAM each way holds.
 
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use vramzip::format::{self, Archive, CompressOptions};
 use vramzip::gpu::{GpuContext, GpuOptions, Resident};
-use vramzip::model::bert::{Bert, BertConfig, Weights};
+use vramzip::model::bert::{Bert, BertConfig, Forms, Weights};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // the repository: the working directory when it is one (the binary may run in a copy of the
@@ -31,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut file = "model.safetensors";
     let mut opts = CompressOptions::default();
     let mut sentences = Vec::new();
-    let mut resident = Resident::Huffman;
+    let mut forms = Forms::All(Resident::Huffman);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -46,9 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 )
             }
             "--resident" => {
-                resident = args
+                forms = args
                     .next()
-                    .ok_or("--resident needs huffman or fixed")?
+                    .ok_or("--resident needs huffman, fixed or auto")?
                     .parse()?
             }
             _ => sentences.push(a),
@@ -106,18 +107,23 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let gpu = GpuContext::new(&GpuOptions::default())?;
     println!("adapter: {}", gpu.describe());
-    let compressed = |fused, resident| Weights::Compressed {
+    let compressed = |fused, forms| Weights::Compressed {
         archive: &archive,
         fused,
-        resident,
+        forms,
     };
     let mut models = vec![
         ("uncompressed", Weights::Uncompressed(&st)),
-        ("decode+product", compressed(false, Resident::Huffman)),
-        ("fused", compressed(true, Resident::Huffman)),
+        (
+            "decode+product",
+            compressed(false, Forms::All(Resident::Huffman)),
+        ),
+        ("fused", compressed(true, Forms::All(Resident::Huffman))),
     ];
-    if resident == Resident::Fixed {
-        models.push(("fixed form", compressed(true, Resident::Fixed)));
+    match forms {
+        Forms::All(Resident::Fixed) => models.push(("fixed form", compressed(true, forms))),
+        Forms::Fastest => models.push(("fastest forms", compressed(true, forms))),
+        Forms::All(Resident::Huffman) => {}
     }
     let models = models
         .into_iter()
@@ -135,6 +141,14 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         );
         for why in &m.unfused {
             println!("{name:>15}: not fused: {why}");
+        }
+        if !m.chosen.is_empty() {
+            let fixed = m.chosen.iter().filter(|c| c.resident == Resident::Fixed);
+            println!(
+                "{name:>15}: {} of {} bf16 matrices in the fixed form (measured faster)",
+                fixed.count(),
+                m.chosen.len()
+            );
         }
         loaded.push((name, m));
     }

@@ -47,7 +47,8 @@ fi
 if [ -n "${MINILM_EXAMPLE:-}" ]; then
     "$MINILM_EXAMPLE" > "$out/minilm-example-f32.txt" 2>&1
     "$MINILM_EXAMPLE" --bf16 --resident fixed > "$out/minilm-example-bf16.txt" 2>&1
-    grep -h "VRAM\|same bits\|ms per" "$out"/minilm-example-*.txt | head -40
+    "$MINILM_EXAMPLE" --bf16 --resident auto > "$out/minilm-example-bf16-auto.txt" 2>&1
+    grep -h "VRAM\|same bits\|ms per\|measured faster" "$out"/minilm-example-*.txt | head -60
 fi
 python3 - "$out" <<'PY'
 import json, glob, os, sys

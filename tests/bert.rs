@@ -9,7 +9,7 @@ use common::*;
 use std::path::PathBuf;
 use vramzip::format::{Archive, CompressOptions};
 use vramzip::gpu::{GpuContext, Resident};
-use vramzip::model::bert::{Bert, BertConfig, Weights};
+use vramzip::model::bert::{Bert, BertConfig, Forms, Weights};
 
 fn compress(src: &std::path::Path, name: &str) -> Archive {
     let opts = CompressOptions::default().with_chunk_groups(64);
@@ -22,26 +22,37 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 /// Loads the model three ways: uncompressed, compressed with decode then multiply, compressed
 /// with the fused kernel (which must take every layer).
-/// The model four ways: uncompressed, decode+multiply, fused, and the fixed form (for the BF16
-/// matrices; Huffman-coded and fused for the others).
-fn four_ways<'a>(
+/// The model five ways: uncompressed, decode+multiply, fused, the fixed form (for the BF16
+/// matrices; Huffman-coded and fused for the others), and each BF16 matrix in the form measured
+/// fastest.
+fn five_ways<'a>(
     gpu: &GpuContext,
     st: &'a safetensors::SafeTensors<'a>,
     archive: &'a Archive,
     config: &BertConfig,
-) -> [Bert; 4] {
-    let compressed = |fused, resident| Weights::Compressed {
+) -> [Bert; 5] {
+    let compressed = |fused, forms| Weights::Compressed {
         archive,
         fused,
-        resident,
+        forms,
     };
     let models = [
         Weights::Uncompressed(st),
-        compressed(false, Resident::Huffman),
-        compressed(true, Resident::Huffman),
-        compressed(true, Resident::Fixed),
+        compressed(false, Forms::All(Resident::Huffman)),
+        compressed(true, Forms::All(Resident::Huffman)),
+        compressed(true, Forms::All(Resident::Fixed)),
+        compressed(true, Forms::Fastest),
     ]
     .map(|w| Bert::load(gpu, &w, config.clone()).unwrap());
+    // a choice measured for each bf16 matrix and none for the others
+    let bf16 = archive
+        .tensors
+        .iter()
+        .filter(|t| t.meta.dtype == "BF16" && t.meta.shape.len() == 2)
+        .filter(|t| t.meta.name.starts_with("encoder."))
+        .count();
+    assert_eq!(models[4].chosen.len(), bf16);
+    assert!(models[..4].iter().all(|m| m.chosen.is_empty()));
     assert!(models[2].unfused.is_empty(), "{:?}", models[2].unfused);
     assert!(models[2].vram().matrices < models[0].vram().matrices);
     assert!(models[3].vram().matrices < models[0].vram().matrices);
@@ -173,7 +184,7 @@ fn one_real_layer_compressed_equals_uncompressed_and_matches_f64() {
         max_position_embeddings: 512,
         hidden_act: "gelu".into(),
     };
-    let models = four_ways(&gpu, &st, &archive, &config);
+    let models = five_ways(&gpu, &st, &archive, &config);
     // hidden states of 7 tokens with the spread of real ones (LayerNorm output: about unit)
     let tokens = 7;
     let x: Vec<f32> = noise(4 * tokens * 384, 11)
@@ -190,6 +201,11 @@ fn one_real_layer_compressed_equals_uncompressed_and_matches_f64() {
     );
     assert_eq!(bits(&outs[2]), bits(&outs[0]), "fused != uncompressed");
     assert_eq!(bits(&outs[3]), bits(&outs[0]), "fixed form != uncompressed");
+    assert_eq!(
+        bits(&outs[4]),
+        bits(&outs[0]),
+        "fastest forms != uncompressed"
+    );
     let again = models[2].encode(&gpu, &x).unwrap();
     assert_eq!(bits(&again), bits(&outs[2]), "not the same bits run to run");
     let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -288,7 +304,7 @@ fn check_model(file: &str, sentences: usize, min_cosine: f64) {
     let bytes = std::fs::read(dir.join(file)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let archive = compress(&dir.join(file), &format!("bert-{file}"));
-    let models = four_ways(&gpu, &st, &archive, &config);
+    let models = five_ways(&gpu, &st, &archive, &config);
     for m in &models {
         assert!(m.embed(&gpu, &[]).is_err(), "no tokens");
         assert!(
@@ -320,6 +336,7 @@ fn check_model(file: &str, sentences: usize, min_cosine: f64) {
         );
         assert_eq!(bits(&outs[2]), bits(&outs[0]), "{}: fused", r.text);
         assert_eq!(bits(&outs[3]), bits(&outs[0]), "{}: fixed form", r.text);
+        assert_eq!(bits(&outs[4]), bits(&outs[0]), "{}: fastest forms", r.text);
         let c = cosine(&outs[0], &r.embedding);
         assert!(c >= min_cosine, "{}: cosine {c}", r.text);
         worst = worst.min(c);

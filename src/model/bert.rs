@@ -13,7 +13,8 @@
 use crate::error::{Error, Result};
 use crate::format::Archive;
 use crate::gpu::{
-    Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, Resident, WeightType, Workspace,
+    Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, Resident, ResidentChoice, WeightType,
+    Workspace,
 };
 use wgpu::util::DeviceExt;
 
@@ -90,19 +91,42 @@ impl BertConfig {
     }
 }
 
+/// The forms a model's compressed matrices are kept in VRAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forms {
+    /// All in this form; [`Resident::Fixed`] applies to BF16 matrices, the others stay
+    /// Huffman-coded.
+    All(Resident),
+    /// Each BF16 matrix in the form whose batch-1 product is faster on this device, measured at
+    /// load ([`GpuContext::linears_auto`], no VRAM budget); the others Huffman-coded.
+    Fastest,
+}
+
+impl std::str::FromStr for Forms {
+    type Err = Error;
+    /// `huffman`, `fixed` or `auto` (the fastest).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Forms::Fastest),
+            _ => s.parse().map(Forms::All).map_err(|_| {
+                Error::InvalidArgument(format!("'{s}': expected huffman, fixed or auto"))
+            }),
+        }
+    }
+}
+
 /// Where the weights come from.
 pub enum Weights<'a> {
     /// A vramzip archive: matrices stay compressed in VRAM, Huffman-coded and multiplied by the
     /// fused kernel (`fused`) or decoded into a scratch buffer right before each product, or
-    /// (`resident` fixed) the bf16 ones in the fixed-rate form, which products read directly.
+    /// (`forms`) the bf16 ones in the fixed-rate form, which products read directly.
     Compressed {
         /// The archive.
         archive: &'a Archive,
         /// Use the fused decode+product kernel wherever the layer allows it.
         fused: bool,
-        /// The form the matrices are kept in; [`Resident::Fixed`] applies to BF16 matrices, the
-        /// others stay Huffman-coded.
-        resident: Resident,
+        /// The forms the matrices are kept in.
+        forms: Forms,
     },
     /// An ordinary safetensors file, uploaded as it is (the baseline).
     Uncompressed(&'a safetensors::SafeTensors<'a>),
@@ -239,6 +263,8 @@ pub struct Bert {
     layers: Vec<Layer>,
     /// Layers that did not get what they asked for (the fused kernel, the fixed form), and why.
     pub unfused: Vec<String>,
+    /// With [`Forms::Fastest`]: the form each BF16 matrix took, and what was measured.
+    pub chosen: Vec<ResidentChoice>,
     /// The decode scratch and partial sums every product shares.
     workspace: Workspace,
     empty: wgpu::Buffer,
@@ -296,11 +322,9 @@ impl Bert {
     /// layers.
     pub fn load(gpu: &GpuContext, weights: &Weights, config: BertConfig) -> Result<Self> {
         config.check()?;
-        let (fused, resident) = match weights {
-            Weights::Compressed {
-                fused, resident, ..
-            } => (*fused, *resident),
-            Weights::Uncompressed(_) => (false, Resident::Huffman),
+        let (fused, forms) = match weights {
+            Weights::Compressed { fused, forms, .. } => (*fused, *forms),
+            Weights::Uncompressed(_) => (false, Forms::All(Resident::Huffman)),
         };
         let vector = |name: &str, len: u32| -> Result<wgpu::Buffer> {
             let (dtype, _, bytes) = weights.tensor(name)?;
@@ -327,19 +351,31 @@ impl Bert {
             Ok(f32_buffer(gpu, &values))
         };
         let mut unfused = Vec::new();
+        let mut chosen = Vec::new();
         let mut matrix = |name: &str, rows: u32, cols: u32| -> Result<Matrix> {
             let (got_rows, got_cols, m) = match weights {
                 Weights::Compressed { archive, .. } => {
                     let bf16 = weights.meta(name)?.0 == "BF16";
-                    if resident == Resident::Fixed && !bf16 {
-                        unfused.push(format!(
-                            "{name}: kept Huffman-coded: the fixed form takes BF16"
-                        ));
-                    }
-                    let form = if bf16 { resident } else { Resident::Huffman };
-                    let mut l = gpu.linear_as(archive, name, form)?;
+                    let mut l = match (forms, bf16) {
+                        (Forms::Fastest, true) => {
+                            let (mut l, c) = gpu.linears_auto(archive, &[name], None)?;
+                            chosen.extend(c);
+                            l.pop()
+                                .ok_or_else(|| Error::Gpu(format!("'{name}' not loaded")))?
+                        }
+                        (Forms::All(Resident::Fixed), false) => {
+                            unfused.push(format!(
+                                "{name}: kept Huffman-coded: the fixed form takes BF16"
+                            ));
+                            gpu.linear(archive, name)?
+                        }
+                        (Forms::All(form), _) => gpu.linear_as(archive, name, form)?,
+                        (Forms::Fastest, false) => gpu.linear(archive, name)?,
+                    };
                     // (products read the fixed form directly: there is nothing to fuse)
-                    if let (true, Resident::Huffman, Some(why)) = (fused, form, l.unfusable()) {
+                    if let (true, Resident::Huffman, Some(why)) =
+                        (fused, l.resident(), l.unfusable())
+                    {
                         unfused.push(format!("{name}: {why}"));
                     }
                     if !fused {
@@ -463,6 +499,7 @@ impl Bert {
             embeddings,
             layers,
             unfused,
+            chosen,
             workspace,
             empty: f32_buffer(gpu, &[0.0; 4]),
             vram,
