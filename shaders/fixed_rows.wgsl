@@ -1,5 +1,5 @@
 // Rows of a bf16 matrix kept in the fixed-rate form, written out as bf16 words: an embedding
-// lookup (or the whole matrix) without decoding anything else. One invocation a word.
+// lookup (or the whole matrix) without decoding anything else. One invocation four words.
 
 struct Params {
     // rows asked for (entries of `ids`)
@@ -22,16 +22,37 @@ fn fixed_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let k = (wid.x + wid.y * nwg.x) * 256u + t;
+    // four output words an invocation: one group of the form where a row is whole groups
+    let first = 4u * ((wid.x + wid.y * nwg.x) * 256u + t);
     let wpr = max(p.wpr, 1u);
-    if (k / wpr >= p.count) {
+    let total = p.count * wpr;
+    if (first >= total) {
         return;
     }
     weight_setup();
-    let row = ids[k / wpr];
-    var word = 0u;
-    if (row < p.rows) {
-        word = weight_word(row * wpr + k % wpr);
+    let col = first % wpr;
+    if (first + 3u < total && col + 3u < wpr) {
+        let row = ids[first / wpr];
+        var words = vec4<u32>(0u);
+        if (row < p.rows) {
+            words = weight_words(row * wpr + col, false);
+        }
+        out[first] = words.x;
+        out[first + 1u] = words.y;
+        out[first + 2u] = words.z;
+        out[first + 3u] = words.w;
+        return;
     }
-    out[k] = word;
+    // the words span two rows, or end the output
+    for (var i = 0u; i < 4u; i++) {
+        let k = first + i;
+        if (k < total) {
+            let row = ids[k / wpr];
+            var word = 0u;
+            if (row < p.rows) {
+                word = weight_word(row * wpr + k % wpr);
+            }
+            out[k] = word;
+        }
+    }
 }

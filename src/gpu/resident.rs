@@ -119,7 +119,7 @@ impl GpuContext {
         let f = fixed_of(layer)?;
         let wpr = layer.cols / 2;
         let words = count as u64 * wpr as u64;
-        if ids.size() < 4 * count as u64 || out.size() < 4 * words || words > u32::MAX as u64 {
+        if ids.size() < 4 * count as u64 || out.size() < 4 * words || words > u32::MAX as u64 - 4 {
             return Err(Error::InvalidArgument(format!(
                 "'{}': {count} rows need {} bytes of ids (have {}) and {} of output (have {})",
                 layer.name,
@@ -139,7 +139,8 @@ impl GpuContext {
             pad: 0,
         };
         let buffers = [&f.buffer, ids, out, &f.buffer];
-        let groups = (words as u32).div_ceil(256);
+        // four words an invocation, 256 invocations a workgroup
+        let groups = words.div_ceil(4 * 256) as u32;
         let kernel = &self.kernels.fixed_rows;
         self.dispatch(encoder, kernel, &[], &params, &buffers, [groups, 1]);
         Ok(())
