@@ -350,7 +350,7 @@ fn bench_reports_the_resident_forms() {
     for key in ["uncompressed_s", "huffman_s", "fixed_s"] {
         assert!(p[key].as_f64().unwrap() > 0.0, "{key}: {p}");
     }
-    for key in ["bf16_s", "fixed_s"] {
+    for key in ["bf16_s", "huffman_s", "build_s", "fixed_s"] {
         assert!(p["load"][key].as_f64().unwrap() > 0.0, "load {key}: {p}");
     }
     let auto = &p["auto"];
