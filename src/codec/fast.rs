@@ -332,11 +332,11 @@ impl Block<'_> {
         let l = self.layout;
         match (l.elems_per_group(), l.raw_bits()) {
             (4, 0) => self.merge_as::<4, 0>(first_group, tops, out),
-            (2, 4) => self.merge_as::<2, 4>(first_group, tops, out),
-            (2, 5) => self.merge_as::<2, 5>(first_group, tops, out),
-            (2, 6) => self.merge_as::<2, 6>(first_group, tops, out),
-            (2, 7) => self.merge_as::<2, 7>(first_group, tops, out),
-            (2, 8) => self.merge_as::<2, 8>(first_group, tops, out),
+            (2, 4) => self.merge_pairs::<4>(first_group, tops, out),
+            (2, 5) => self.merge_pairs::<5>(first_group, tops, out),
+            (2, 6) => self.merge_pairs::<6>(first_group, tops, out),
+            (2, 7) => self.merge_pairs::<7>(first_group, tops, out),
+            (2, 8) => self.merge_pairs::<8>(first_group, tops, out),
             (1, 20) => self.merge_as::<1, 20>(first_group, tops, out),
             (1, 21) => self.merge_as::<1, 21>(first_group, tops, out),
             (1, 22) => self.merge_as::<1, 22>(first_group, tops, out),
@@ -377,6 +377,36 @@ impl Block<'_> {
         }
         let rest = chunks.into_remainder();
         self.merge_slow::<E, R>(first_group, from, tops, rest);
+    }
+
+    /// [`Block::merge`] for two 16-bit elements a word of `R` raw bits each: eight elements at a
+    /// time from one 8-byte load of their raw bits (8 R <= 64), a word (two elements) at a time,
+    /// their tops read as one u32.
+    fn merge_pairs<const R: u32>(&self, first_group: u64, tops: &[u16], out: &mut [u8]) {
+        let first_raw = (first_group * 2 * R as u64 / 8) as usize;
+        let from = (out.len() / 16) * 8;
+        let mask = (1u64 << R) - 1;
+        let mut chunks = out.chunks_exact_mut(16);
+        for (c, chunk) in (&mut chunks).enumerate() {
+            let at = first_raw + c * R as usize;
+            let (Some(raw), Some(tops)) = (self.raw.get(at..at + 8), tops.get(c * 8..c * 8 + 8))
+            else {
+                // the plane's last bytes: element by element below
+                self.merge_slow::<2, R>(first_group, c * 8, tops, chunk);
+                continue;
+            };
+            let mut b = [0u8; 8];
+            b.copy_from_slice(raw);
+            let raw = u64::from_le_bytes(b);
+            for m in 0..4 {
+                let x = raw >> (2 * m as u32 * R);
+                let pair = tops[2 * m] as u32 | (tops[2 * m + 1] as u32) << 16;
+                let word = pair << R | (x & mask) as u32 | (((x >> R) & mask) as u32) << 16;
+                chunk[4 * m..4 * m + 4].copy_from_slice(&word.to_le_bytes());
+            }
+        }
+        let rest = chunks.into_remainder();
+        self.merge_slow::<2, R>(first_group, from, tops, rest);
     }
 
     /// Elements `from ..` of the quarter into `out` (their bytes; the last may be partial).
