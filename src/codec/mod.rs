@@ -65,7 +65,7 @@ pub const MAX_DELTA_BITS: u32 = 24;
 const TARGET_STREAMS: u64 = 65_536;
 
 /// Groups a stream (`chunk_groups`) for a tensor of `n` elements of `width` bits: 256 symbols,
-/// or 512 when that still gives [`TARGET_STREAMS`] streams (halving the index of large tensors).
+/// or 512 when that still gives `TARGET_STREAMS` streams (halving the index of large tensors).
 pub fn auto_chunk_groups(n: u64, width: u32) -> usize {
     let symbols = if n >= 512 * TARGET_STREAMS { 512 } else { 256 };
     symbols / (32 / width as usize)

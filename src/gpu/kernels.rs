@@ -298,7 +298,7 @@ impl GpuContext {
     /// `#[repr(C)]` parameter struct, mirrored by its WGSL `Params`) as the uniform at binding 0
     /// and `buffers` bound whole at bindings 1, 2, ... `workgroups`: `[n, 1]` (spread over two
     /// dimensions when over the limit) or `[x, y]`. The uniform and the bind group are made the
-    /// first time a dispatch has these parameters and buffers, then reused (see [`BindCache`]).
+    /// first time a dispatch has these parameters and buffers, then reused (see `BindCache`).
     pub fn dispatch<P: bytemuck::Pod>(
         &self,
         encoder: &mut wgpu::CommandEncoder,
