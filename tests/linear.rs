@@ -58,6 +58,15 @@ struct Checked {
     shared: usize,
 }
 
+/// What [`check_file`] checks of the sample: its six bf16 matrices, each fused and in the fixed
+/// form too, each with its own codebook.
+const SAMPLE: Checked = Checked {
+    matrices: 6,
+    fused: 6,
+    fixed: 6,
+    shared: 0,
+};
+
 /// Every 2-D weight of `src`, compressed with `opts`, multiplied by `batch` columns: decode then
 /// multiply, fused (where the layer allows), the fixed form (bf16) and uncompressed agree bit for
 /// bit; every column equals its own single product; all are within float rounding of an f64
@@ -231,13 +240,7 @@ fn real_bf16_weights_default_chunks_single_vector() {
         1,
     );
     assert_eq!(
-        checked,
-        Checked {
-            matrices: 6,
-            fused: 6,
-            fixed: 6,
-            shared: 0
-        },
+        checked, SAMPLE,
         "the sample's six dense matrices, all fusable"
     );
 }
@@ -247,15 +250,7 @@ fn real_bf16_weights_small_chunks_batches() {
     // 5 runs on the 8-column pipeline; 21 needs two dispatches (16 + 5)
     for batch in [5, 21] {
         let checked = check_file(&gpu(), &sample(), "linear-batch", &chunks(64), batch);
-        assert_eq!(
-            checked,
-            Checked {
-                matrices: 6,
-                fused: 6,
-                fixed: 6,
-                shared: 0
-            }
-        );
+        assert_eq!(checked, SAMPLE);
     }
 }
 
@@ -271,10 +266,8 @@ fn shared_codebook_with_escapes_fuses() {
     assert_eq!(
         checked,
         Checked {
-            matrices: 6,
-            fused: 6,
-            fixed: 6,
-            shared: 6
+            shared: 6,
+            ..SAMPLE
         }
     );
 }
@@ -329,15 +322,7 @@ fn the_gl_backend_gives_the_same_products() {
     });
     assert_eq!(gl.info.backend, wgpu::Backend::Gl);
     let checked = check_file(&gl, &sample(), "linear-gl", &chunks(64), 3);
-    assert_eq!(
-        checked,
-        Checked {
-            matrices: 6,
-            fused: 6,
-            fixed: 6,
-            shared: 0
-        }
-    );
+    assert_eq!(checked, SAMPLE);
 }
 
 #[test]
@@ -350,15 +335,7 @@ fn the_table_read_through_the_cache_gives_the_same_products() {
         &CompressOptions::default(),
         2,
     );
-    assert_eq!(
-        checked,
-        Checked {
-            matrices: 6,
-            fused: 6,
-            fixed: 6,
-            shared: 0
-        }
-    );
+    assert_eq!(checked, SAMPLE);
 }
 
 #[test]

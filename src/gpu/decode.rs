@@ -1,6 +1,6 @@
 //! The recording of decodes: a whole group into a caller's buffer, or chosen blocks of it.
 
-use super::kernels::{Kernel, escapes_constant, table_constant};
+use super::kernels::{Binding, Kernel, escapes_constant, table_constant};
 use super::upload::{Coded, padded};
 use super::{GpuContext, GpuGroup};
 use crate::error::{Error, Result};
@@ -17,15 +17,6 @@ struct DecodeParams {
     /// decode_select: output words of one slot.
     slot_words: u32,
     pad: u32,
-}
-
-/// Whether a decode's bind group is kept for the next decode into the same buffers (decodes
-/// repeated every token), or made for this one alone (a decode done once, whose buffers must be
-/// freed when the caller drops them).
-#[derive(Clone, Copy)]
-enum Binding {
-    Cached,
-    Once,
 }
 
 /// Most workgroups a decoder dispatch starts: about what a large GPU holds at once (an H100 or
@@ -65,7 +56,7 @@ impl GpuContext {
     }
 
     /// As [`GpuContext::record_decode`] at offset 0, for a decode done once: nothing keeps `out`
-    /// or the group alive once the caller drops them (see `dispatch_ranges_once`).
+    /// or the group alive once the caller drops them (see `Binding`).
     pub(super) fn record_decode_once(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -195,14 +186,9 @@ impl GpuContext {
             .collect();
         let constants = decoder_constants(c.escapes, self.table_in_workgroup);
         let workgroups = [resident_workgroups(workgroups), 1];
-        match binding {
-            Binding::Cached => {
-                self.dispatch_ranges(encoder, kernel, &constants, params, &ranges, workgroups)
-            }
-            Binding::Once => {
-                self.dispatch_ranges_once(encoder, kernel, &constants, params, &ranges, workgroups)
-            }
-        }
+        self.dispatch_ranges(
+            encoder, kernel, &constants, params, &ranges, workgroups, binding,
+        );
     }
 
     /// Convenience: decodes one group on the GPU, waits, and returns its output bytes.

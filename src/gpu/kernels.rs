@@ -309,11 +309,16 @@ impl GpuContext {
         workgroups: [u32; 2],
     ) {
         let ranges: Vec<_> = buffers.iter().map(|&b| (b, 0, None)).collect();
-        self.dispatch_ranges(encoder, kernel, constants, params, &ranges, workgroups);
+        let cached = Binding::Cached;
+        self.dispatch_ranges(
+            encoder, kernel, constants, params, &ranges, workgroups, cached,
+        );
     }
 
     /// As [`GpuContext::dispatch`], with buffer ranges `(buffer, offset, size)` (`None`: to the
-    /// end) at bindings 1, 2, ...
+    /// end) at bindings 1, 2, ..., and the bind group kept for the next dispatch of the same
+    /// parameters and buffers or made for this one alone (`binding`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn dispatch_ranges<P: bytemuck::Pod>(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -322,31 +327,20 @@ impl GpuContext {
         params: &P,
         ranges: &[BufferRange],
         workgroups: [u32; 2],
+        binding: Binding,
     ) {
-        let key = BindKey {
-            kernel: kernel as *const Kernel as usize,
-            params: bytemuck::bytes_of(params).to_vec(),
-            ranges: ranges.iter().map(|&(b, o, s)| (b.clone(), o, s)).collect(),
+        let bind = match binding {
+            Binding::Cached => {
+                let key = BindKey {
+                    kernel: kernel as *const Kernel as usize,
+                    params: bytemuck::bytes_of(params).to_vec(),
+                    ranges: ranges.iter().map(|&(b, o, s)| (b.clone(), o, s)).collect(),
+                };
+                self.binds
+                    .get_or_make(key, || self.bind_group(kernel, params, ranges))
+            }
+            Binding::Once => self.bind_group(kernel, params, ranges),
         };
-        let bind = self
-            .binds
-            .get_or_make(key, || self.bind_group(kernel, params, ranges));
-        self.record_pass(encoder, kernel, constants, &bind, workgroups);
-    }
-
-    /// As [`GpuContext::dispatch_ranges`], with a bind group made for this dispatch alone and kept
-    /// nowhere: for one-off work on buffers that must be freed as soon as the caller drops them
-    /// (an upload's scratch, a decode read back once), which the bind cache would keep alive.
-    pub(crate) fn dispatch_ranges_once<P: bytemuck::Pod>(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        kernel: &Kernel,
-        constants: Constants,
-        params: &P,
-        ranges: &[BufferRange],
-        workgroups: [u32; 2],
-    ) {
-        let bind = self.bind_group(kernel, params, ranges);
         self.record_pass(encoder, kernel, constants, &bind, workgroups);
     }
 
@@ -409,6 +403,16 @@ impl GpuContext {
             pass.dispatch_workgroups(x.min(max), x.div_ceil(max), 1);
         }
     }
+}
+
+/// Whether a dispatch's bind group is kept for the next dispatch of the same parameters and
+/// buffers (work repeated every token), or made for this one alone: one-off work on buffers that
+/// must be freed as soon as the caller drops them (an upload's scratch, a decode read back once),
+/// which the bind cache would keep alive.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Binding {
+    Cached,
+    Once,
 }
 
 /// A binding of a buffer range: (buffer, offset, size; `None` to the end).

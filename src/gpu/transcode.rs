@@ -6,7 +6,8 @@
 //! form word for word (tested), so products on it give the same bits.
 
 use super::GpuContext;
-use super::linear::{Linear, Stored, WeightType};
+use super::kernels::{Binding, BufferRange};
+use super::linear::{Linear, Stored};
 use super::resident::FixedWeight;
 use crate::codec::fixed::{EXCEPTION_BLOCK, Palette, offsets};
 use crate::error::{Error, Result};
@@ -27,17 +28,14 @@ impl GpuContext {
     /// The fixed form of `layer`'s weight (a bf16 layer kept Huffman-coded), built on the GPU from
     /// its Huffman code. Waits once, for the exponent counts.
     pub(super) fn transcode_fixed(&self, layer: &Linear) -> Result<FixedWeight> {
-        let (group, offset) = match &layer.stored {
-            Stored::Huffman { group, offset } if layer.dtype == WeightType::BF16 => {
-                (group, *offset)
-            }
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "'{}': the fixed form is built from a Huffman-coded BF16 layer",
-                    layer.name
-                )));
-            }
+        // (fixed_from checked that the layer is bf16)
+        let Stored::Huffman { group, offset } = &layer.stored else {
+            return Err(Error::InvalidArgument(format!(
+                "'{}' is kept in the fixed form already",
+                layer.name
+            )));
         };
+        let offset = *offset;
         let n = layer.rows as usize * layer.cols as usize;
         let blocks = n.div_ceil(EXCEPTION_BLOCK);
         let [codes_at, palette_at, starts_at, exceptions_at] = offsets(n);
@@ -69,20 +67,36 @@ impl GpuContext {
         let [histogram, pack, starts, exceptions] = &self.kernels.fixed_build;
         let workgroups = [blocks.max(1) as u32, 1];
 
+        // bound for this build alone, so that nothing keeps the scratch once it ends
+        let pass = |encoder: &mut wgpu::CommandEncoder,
+                    kernel,
+                    params: &BuildParams,
+                    bound: &[BufferRange],
+                    workgroups| {
+            self.dispatch_ranges(
+                encoder,
+                kernel,
+                &[],
+                params,
+                bound,
+                workgroups,
+                Binding::Once,
+            )
+        };
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.record_decode_once(&mut encoder, group, &scratch)?;
         let bound = [(&scratch, 0, None), (&counts, 0, None), (&counts, 0, None)];
-        self.dispatch_ranges_once(&mut encoder, histogram, &[], &params, &bound, workgroups);
+        pass(&mut encoder, histogram, &params, &bound, workgroups);
         self.queue.submit([encoder.finish()]);
         let read = self.read_back(&counts, 4 * 256)?;
         let hist: [u64; 256] = std::array::from_fn(|e| {
             u32::from_le_bytes(read[4 * e..4 * e + 4].try_into().unwrap()) as u64
         });
-        if hist.iter().sum::<u64>() != n as u64 {
+        let counted: u64 = hist.iter().sum();
+        if counted != n as u64 {
             return Err(Error::Gpu(format!(
-                "'{}': the fixed form's builder counted {} elements of {n}",
-                layer.name,
-                hist.iter().sum::<u64>()
+                "'{}': the fixed form's builder counted {counted} elements of {n}",
+                layer.name
             )));
         }
         let palette = Palette::of(&hist);
@@ -110,13 +124,9 @@ impl GpuContext {
         }
         let mut encoder = self.device.create_command_encoder(&Default::default());
         let bound = [(&scratch, 0, None), (&form, 0, None), (&counts, 0, None)];
-        for (kernel, workgroups) in [
-            (pack, workgroups),
-            (starts, [1, 1]),
-            (exceptions, workgroups),
-        ] {
-            self.dispatch_ranges_once(&mut encoder, kernel, &[], &params, &bound, workgroups);
-        }
+        pass(&mut encoder, pack, &params, &bound, workgroups);
+        pass(&mut encoder, starts, &params, &bound, [1, 1]);
+        pass(&mut encoder, exceptions, &params, &bound, workgroups);
         self.queue.submit([encoder.finish()]);
         Ok(FixedWeight {
             buffer: form,
