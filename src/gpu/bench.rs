@@ -207,7 +207,8 @@ pub struct ProductBench {
     pub fixed_bytes: Option<u64>,
     /// Seconds of the products on the uncompressed weights.
     pub uncompressed_s: f64,
-    /// On the Huffman form, each layer the way its batch-1 autotune chose (fused or decoded).
+    /// On the Huffman form, each layer the way its autotune at this batch chose (fused or
+    /// decoded).
     pub huffman_s: f64,
     /// On the fixed form.
     pub fixed_s: Option<f64>,
