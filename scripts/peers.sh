@@ -2,7 +2,7 @@
 # The peers' figures on the same files: installs ZipNN 0.5.4 and zstandard in a virtual
 # environment (data/.venv-peers) and prints JSON. DFloat11 is not installed (it needs CUDA and a
 # multi-GB PyTorch); its ratio comes from shared/ANCHORS.md.
-#   scripts/peers.sh FILE.safetensors... > peers.json
+#   scripts/peers.sh [--zipnn-only] FILE.safetensors... > peers.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=data/.venv-peers

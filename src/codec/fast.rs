@@ -4,9 +4,11 @@
 //!
 //! 1. **Symbols**: the streams of [`REGIONS`] regions at once (forward and backward ones side by
 //!    side, independent chains for the CPU to overlap) into a scratch of element tops in output
-//!    order. A stream is read from a 64-bit window loaded at its bit position with one unaligned
-//!    load, which holds at least 56 unread bits: four codes of at most 12 bits each come out of it
-//!    before the next load, with no per-symbol refill test. A forward stream reads its window
+//!    order, each table entry stored as it stands and added to its reader's count as it stands
+//!    (see [`SLOW`]). A stream is read from a 64-bit window loaded, with one unaligned load, at the
+//!    byte holding its next bit, so at least 57 bits are unread: four codes of at most 12 bits
+//!    each come out of it before the next load, with no per-symbol refill test; the load moves
+//!    by whole bytes, with no shift of the window. A forward stream reads its window
 //!    least significant bit first; a backward one is read as it lies, most significant bit first
 //!    (its first bit at the top), through a second table indexed by the bit-reversed 12 bits, so
 //!    no bits are reversed while decoding. Escapes and bit patterns without a code take a slow
@@ -22,14 +24,17 @@ use rayon::prelude::*;
 
 /// Regions decoded side by side: twice as many streams.
 const REGIONS: usize = 4;
-/// Codes taken from one window: 4 of at most 12 bits fit the 56 bits a load guarantees.
+/// Codes taken from one window: 4 of at most 12 bits fit the 57 bits a load guarantees.
 const PER_LOAD: usize = 4;
 
-/// Table entries: `length << 16 | top`, `SLOW | length << 16` for the escape, `SLOW` for no code:
-/// a symbol's top is the entry's low half as it stands, its length the high half.
-const SLOW: u32 = 1 << 24;
-/// Elements of a quarter's scratch: the most a quarter has (64 streams of 1024 groups of 4).
-const SCRATCH: usize = LANES * super::MAX_CHUNK_GROUPS * 4;
+/// Table entries: `top << 16 | length` for a symbol, `SLOW | length` for the escape, `SLOW` for
+/// no code. A symbol's entry is added to its reader's `used` as it stands and stored in the scratch
+/// as it stands: the length lands in `used`'s low bits (the tops summed above them are never read,
+/// as shifts take their count modulo 64), the top in the stored word's high half.
+const SLOW: u32 = 1 << 15;
+/// Scratch elements one step of [`PER_LOAD`] symbols of each of [`REGIONS`] regions' streams
+/// spans, at most (for one element a group: 4 rows of 64 elements).
+const STEP: usize = (PER_LOAD - 1) * LANES + 2 * REGIONS;
 
 /// The decode tables of one code: by the next 12 bits in stream order (`fwd`) and by the same bits
 /// bit-reversed (`bwd`, for windows read most significant bit first).
@@ -45,8 +50,8 @@ impl Tables {
         for (slot, entry) in fwd.iter_mut().zip(book.decode_entries(sym_bits)) {
             *slot = match entry {
                 (_, 0) => SLOW,
-                (None, len) => SLOW | len << 16,
-                (Some(top), len) => len << 16 | top,
+                (None, len) => SLOW | len,
+                (Some(top), len) => top << 16 | len,
             };
         }
         let mut bwd = Box::new([0u32; huffman::TABLE_SIZE]);
@@ -61,12 +66,9 @@ impl Tables {
 /// corrupt region gives wrong symbols (caught by the meeting check or the checksum), never a panic.
 #[inline(always)]
 fn load(bytes: &[u8], at: i64) -> u64 {
-    match usize::try_from(at).ok().and_then(|a| bytes.get(a..a + 8)) {
-        Some(s) => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(s);
-            u64::from_le_bytes(b)
-        }
+    // a negative `at` is a huge index: no chunk there
+    match bytes.get(at as usize..).and_then(|s| s.first_chunk::<8>()) {
+        Some(b) => u64::from_le_bytes(*b),
         None => load_edge(bytes, at),
     }
 }
@@ -83,102 +85,101 @@ fn load_edge(bytes: &[u8], at: i64) -> u64 {
     })
 }
 
-/// A stream being read: forward from bit `pos`, or backward from bit `pos` (exclusive), of its
-/// block's bytes; `win` holds the bits from `pos` on, `used` of them taken since it was loaded.
+/// A stream being read through `win`, the 8 bytes of its block's bytes from byte `at`: a forward
+/// stream from the window's least significant bit up, a backward one from its most significant bit
+/// down. `used % 64` of the window's bits are behind the reader (`used` is a sum of table entries:
+/// see [`SLOW`]); at most 7 after a load, so that [`PER_LOAD`] codes fit what follows.
 #[derive(Clone, Copy)]
 struct Reader<const BACK: bool> {
-    pos: i64,
+    at: i64,
     win: u64,
     used: u32,
 }
 
 impl<const BACK: bool> Reader<BACK> {
+    /// A stream forward from bit `pos`, or backward from bit `pos` (exclusive).
     fn at(bytes: &[u8], pos: i64) -> Self {
-        let mut r = Reader {
-            pos,
-            win: 0,
-            used: 0,
+        let (at, used) = if BACK {
+            // the byte holding the stream's first bit is the window's top byte
+            let first = pos - 1;
+            ((first >> 3) - 7, 7 - (first & 7))
+        } else {
+            (pos >> 3, pos & 7)
         };
-        r.reload(bytes);
-        r
+        Reader {
+            at,
+            win: load(bytes, at),
+            used: used as u32,
+        }
     }
 
-    /// Moves past the bits taken and loads the window again: at least 56 bits.
+    /// Moves the window past the whole bytes taken.
     #[inline(always)]
     fn reload(&mut self, bytes: &[u8]) {
-        if BACK {
-            self.pos -= self.used as i64;
-            let last = self.pos - 1;
-            // the byte holding bit `last` is the window's top byte; `last` its top bit
-            self.win = load(bytes, (last >> 3) - 7) << (7 - (last & 7));
-        } else {
-            self.pos += self.used as i64;
-            self.win = load(bytes, self.pos >> 3) >> (self.pos & 7);
-        }
-        self.used = 0;
+        let taken = self.used % 64;
+        let bytes_taken = (taken / 8) as i64;
+        self.at += if BACK { -bytes_taken } else { bytes_taken };
+        self.used = taken % 8;
+        self.win = load(bytes, self.at);
     }
 
     /// The table entry of the next code.
     #[inline(always)]
     fn entry(&self, t: &Tables) -> u32 {
         if BACK {
-            t.bwd[((self.win << self.used) >> 52) as usize]
+            t.bwd[(self.win.wrapping_shl(self.used) >> 52) as usize]
         } else {
-            t.fwd[((self.win >> self.used) & 0xfff) as usize]
+            t.fwd[(self.win.wrapping_shr(self.used) & 0xfff) as usize]
         }
     }
 
-    /// The next element's top bits. `used` stays within what the window holds if it was at most
-    /// `12 * (PER_LOAD - 1)` (the slow path loads again).
+    /// The next element's top bits, in the high half. Needs at most `7 + 12 * (PER_LOAD - 1)` bits
+    /// taken since the load (the slow path loads again).
     #[inline(always)]
-    fn top(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
+    fn top(&mut self, bytes: &[u8], t: &Tables) -> Option<u32> {
         let e = self.entry(t);
         if e & SLOW != 0 {
             return self.slow(bytes, t);
         }
-        self.used += e >> 16;
-        Some(e as u16)
+        self.used = self.used.wrapping_add(e);
+        Some(e)
     }
 
     /// An escape (the code, then the element's top bits verbatim, in stream order) or a bit
     /// pattern with no code (`None`).
     #[cold]
-    fn slow(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
+    fn slow(&mut self, bytes: &[u8], t: &Tables) -> Option<u32> {
         self.reload(bytes);
-        let e = self.entry(t);
-        let len = (e >> 16) & 0xff;
+        let len = self.entry(t) & 0xff;
         if len == 0 {
             return None;
         }
-        let s = t.sym_bits;
+        let (s, code_end) = (t.sym_bits, self.used + len);
         let top = if BACK {
-            (((self.win << len) >> (64 - s)) as u32).reverse_bits() >> (32 - s)
+            (((self.win << code_end) >> (64 - s)) as u32).reverse_bits() >> (32 - s)
         } else {
-            ((self.win >> len) as u32) & ((1 << s) - 1)
+            ((self.win >> code_end) as u32) & ((1 << s) - 1)
         };
-        self.used = len + s;
+        self.used = code_end + s;
         self.reload(bytes);
-        Some(top as u16)
+        Some(top << 16)
     }
 
     /// Bits read from `start`.
     fn read_from(&self, start: i64) -> u64 {
+        let taken = (self.used % 64) as i64;
         let pos = if BACK {
-            self.pos - self.used as i64
+            8 * self.at + 64 - taken
         } else {
-            self.pos + self.used as i64
+            8 * self.at + taken
         };
         (pos - start).unsigned_abs()
     }
 }
 
-/// A quarter's tops, in output order; a fixed size so that an index taken modulo it needs no
-/// bounds check.
-fn scratch() -> Box<[u16; SCRATCH]> {
-    match vec![0u16; SCRATCH].into_boxed_slice().try_into() {
-        Ok(b) => b,
-        Err(_) => unreachable!("a boxed slice of SCRATCH elements"),
-    }
+/// A quarter's tops (in the high halves), in output order, and room for a [`STEP`] past them.
+fn scratch(l: &Layout) -> Vec<u32> {
+    vec![0u32; (l.quarter_groups() * l.elems_per_group()) as usize + STEP]
 }
 
 /// Decodes into `out` (exactly the tensor's bytes), after [`super::check_parts`] gave `starts`.
@@ -195,21 +196,24 @@ pub(super) fn decode(
     let block_bytes = (layout.block_groups() * 4) as usize;
     out.par_chunks_mut(block_bytes)
         .enumerate()
-        .try_for_each_init(scratch, |tops, (b, out)| {
-            let bytes =
-                &enc.stream[4 * starts.stream[b] as usize..4 * starts.stream[b + 1] as usize];
-            let block = Block {
-                layout,
-                tables: &tables,
-                bytes,
-                raw: &enc.raw,
-                b: b as u64,
-                regions: region_bits(&index[starts.index[b] as usize..]),
-            };
-            block
-                .decode(tops, out)
-                .map_err(|why| Error::corrupt(tensor, why))
-        })
+        .try_for_each_init(
+            || scratch(layout),
+            |tops, (b, out)| {
+                let bytes =
+                    &enc.stream[4 * starts.stream[b] as usize..4 * starts.stream[b + 1] as usize];
+                let block = Block {
+                    layout,
+                    tables: &tables,
+                    bytes,
+                    raw: &enc.raw,
+                    b: b as u64,
+                    regions: region_bits(&index[starts.index[b] as usize..]),
+                };
+                block
+                    .decode(tops, out)
+                    .map_err(|why| Error::corrupt(tensor, why))
+            },
+        )
 }
 
 /// One block being decoded.
@@ -225,7 +229,7 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    fn decode(&self, tops: &mut [u16; SCRATCH], out: &mut [u8]) -> std::result::Result<(), String> {
+    fn decode(&self, tops: &mut [u32], out: &mut [u8]) -> std::result::Result<(), String> {
         let l = self.layout;
         // where each region starts in the block's bits (and the last one ends)
         let mut starts = [0u64; PAIRS + 1];
@@ -237,7 +241,11 @@ impl Block<'_> {
         for (q, out) in out.chunks_mut(quarter_bytes).enumerate() {
             let first_pair = q * LANES / 2;
             for p in (first_pair..first_pair + LANES / 2).step_by(REGIONS) {
-                self.regions_from(p, &starts, tops)?;
+                match l.elems_per_group() {
+                    1 => self.regions_from::<0>(p, &starts, tops)?,
+                    2 => self.regions_from::<1>(p, &starts, tops)?,
+                    _ => self.regions_from::<2>(p, &starts, tops)?,
+                }
             }
             let first_group = self.b * l.block_groups() + q as u64 * l.quarter_groups();
             self.merge(first_group, tops, out);
@@ -267,12 +275,12 @@ impl Block<'_> {
     }
 
     /// Decodes regions `p .. p + REGIONS` into the quarter's scratch `tops` (in output order),
-    /// and checks that the two streams of each meet.
-    fn regions_from(
+    /// and checks that the two streams of each meet; `2^ES` elements a group.
+    fn regions_from<const ES: u32>(
         &self,
         p: usize,
         starts: &[u64],
-        tops: &mut [u16; SCRATCH],
+        tops: &mut [u32],
     ) -> std::result::Result<(), String> {
         let (t, bytes) = (self.tables, self.bytes);
         let mut fwd: [Reader<false>; REGIONS] =
@@ -281,24 +289,31 @@ impl Block<'_> {
             std::array::from_fn(|i| Reader::at(bytes, starts[p + i + 1] as i64));
         let count: [[usize; 2]; REGIONS] =
             std::array::from_fn(|i| [self.symbols(2 * (p + i)), self.symbols(2 * (p + i) + 1)]);
-        // stream symbol `j` is element `(j / E) * LANES * E + lane * E + j % E` of the quarter
-        let es = self.layout.elems_per_group().trailing_zeros();
-        let at = |i: usize, half: usize| ((2 * (p + i) + half) % LANES) << es;
-        let off = |j: usize| ((j >> es) << (6 + es)) | (j & ((1 << es) - 1));
+        // the regions' streams are lanes `first ..` of the quarter: the `s`-th one's symbol `j` is
+        // element `(j / E) * LANES * E + (first + s) * E + j % E`, `first + s` below LANES
+        let first = (2 * p) % LANES;
+        let elem = |s: usize, j: usize| {
+            (((j >> ES) * LANES) << ES) + ((first + s) << ES) + (j & ((1 << ES) - 1))
+        };
         let common = count.iter().flatten().copied().min().unwrap_or(0);
         let no_code = || format!("block {}: bit pattern with no code", self.b);
-        // all streams, PER_LOAD symbols each from one window
+        // all streams, PER_LOAD symbols each from one window; a step's elements lie within STEP
+        // of its first (`k` is a multiple of PER_LOAD, so of E): their places are constants
         let mut k = 0;
         while k + PER_LOAD <= common {
             for i in 0..REGIONS {
                 fwd[i].reload(bytes);
                 bwd[i].reload(bytes);
             }
-            for j in k..k + PER_LOAD {
+            let at = elem(0, k);
+            let Ok(step) = <&mut [u32; STEP]>::try_from(&mut tops[at..at + STEP]) else {
+                unreachable!("a slice of STEP elements")
+            };
+            for c in 0..PER_LOAD {
                 for i in 0..REGIONS {
-                    tops[(at(i, 0) + off(j)) % SCRATCH] =
+                    step[elem(2 * i, c) - (first << ES)] =
                         fwd[i].top(bytes, t).ok_or_else(no_code)?;
-                    tops[(at(i, 1) + off(j)) % SCRATCH] =
+                    step[elem(2 * i + 1, c) - (first << ES)] =
                         bwd[i].top(bytes, t).ok_or_else(no_code)?;
                 }
             }
@@ -308,11 +323,11 @@ impl Block<'_> {
         for i in 0..REGIONS {
             for j in k..count[i][0] {
                 fwd[i].reload(bytes);
-                tops[(at(i, 0) + off(j)) % SCRATCH] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
+                tops[elem(2 * i, j)] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
             }
             for j in k..count[i][1] {
                 bwd[i].reload(bytes);
-                tops[(at(i, 1) + off(j)) % SCRATCH] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
+                tops[elem(2 * i + 1, j)] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
             }
             let (start, end) = (starts[p + i] as i64, starts[p + i + 1] as i64);
             if fwd[i].read_from(start) + bwd[i].read_from(end) != self.regions[p + i] {
@@ -328,7 +343,7 @@ impl Block<'_> {
 
     /// Writes the quarter's output words, from `first_group` on, into `out` (the quarter's bytes;
     /// the tensor's last word may be partial).
-    fn merge(&self, first_group: u64, tops: &[u16], out: &mut [u8]) {
+    fn merge(&self, first_group: u64, tops: &[u32], out: &mut [u8]) {
         let l = self.layout;
         match (l.elems_per_group(), l.raw_bits()) {
             (4, 0) => self.merge_as::<4, 0>(first_group, tops, out),
@@ -352,7 +367,7 @@ impl Block<'_> {
     fn merge_as<const E: usize, const R: u32>(
         &self,
         first_group: u64,
-        tops: &[u16],
+        tops: &[u32],
         out: &mut [u8],
     ) {
         let bytes = 4 / E;
@@ -380,9 +395,8 @@ impl Block<'_> {
     }
 
     /// [`Block::merge`] for two 16-bit elements a word of `R` raw bits each: eight elements at a
-    /// time from one 8-byte load of their raw bits (8 R <= 64), a word (two elements) at a time,
-    /// their tops read as one u32.
-    fn merge_pairs<const R: u32>(&self, first_group: u64, tops: &[u16], out: &mut [u8]) {
+    /// time from one 8-byte load of their raw bits (8 R <= 64), a word (two elements) at a time.
+    fn merge_pairs<const R: u32>(&self, first_group: u64, tops: &[u32], out: &mut [u8]) {
         let first_raw = (first_group * 2 * R as u64 / 8) as usize;
         let from = (out.len() / 16) * 8;
         let mask = (1u64 << R) - 1;
@@ -400,7 +414,7 @@ impl Block<'_> {
             let raw = u64::from_le_bytes(b);
             for m in 0..4 {
                 let x = raw >> (2 * m as u32 * R);
-                let pair = tops[2 * m] as u32 | (tops[2 * m + 1] as u32) << 16;
+                let pair = tops[2 * m] >> 16 | tops[2 * m + 1] & 0xffff_0000;
                 let word = pair << R | (x & mask) as u32 | (((x >> R) & mask) as u32) << 16;
                 chunk[4 * m..4 * m + 4].copy_from_slice(&word.to_le_bytes());
             }
@@ -414,7 +428,7 @@ impl Block<'_> {
         &self,
         first_group: u64,
         from: usize,
-        tops: &[u16],
+        tops: &[u32],
         out: &mut [u8],
     ) {
         let bytes = 4 / E;
@@ -433,8 +447,9 @@ impl Block<'_> {
     }
 }
 
-/// An element from its top bits and `low`, whose lowest `R` bits are its raw bits.
+/// An element from its top bits (the high half of a scratch word) and `low`, whose lowest `R`
+/// bits are its raw bits.
 #[inline(always)]
-fn element<const R: u32>(top: u16, low: u64) -> u32 {
-    (top as u32) << R | (low as u32) & ((1 << R) - 1)
+fn element<const R: u32>(top: u32, low: u64) -> u32 {
+    (top >> 16) << R | (low as u32) & ((1 << R) - 1)
 }
