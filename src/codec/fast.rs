@@ -4,8 +4,7 @@
 //!
 //! 1. **Symbols**: the streams of [`REGIONS`] regions at once (forward and backward ones side by
 //!    side, independent chains for the CPU to overlap) into a scratch of element tops in output
-//!    order, each table entry stored as it stands and added to its reader's count as it stands
-//!    (see [`SLOW`]). A stream is read from a 64-bit window loaded, with one unaligned load, at the
+//!    order, each table entry added to its reader's count as it stands (see [`SLOW`]). A stream is read from a 64-bit window loaded, with one unaligned load, at the
 //!    byte holding its next bit, so at least 57 bits are unread: four codes of at most 12 bits
 //!    each come out of it before the next load, with no per-symbol refill test; the load moves
 //!    by whole bytes, with no shift of the window. A forward stream reads its window
@@ -28,9 +27,9 @@ const REGIONS: usize = 4;
 const PER_LOAD: usize = 4;
 
 /// Table entries: `top << 16 | length` for a symbol, `SLOW | length` for the escape, `SLOW` for
-/// no code. A symbol's entry is added to its reader's `used` as it stands and stored in the scratch
-/// as it stands: the length lands in `used`'s low bits (the tops summed above them are never read,
-/// as shifts take their count modulo 64), the top in the stored word's high half.
+/// no code. A symbol's entry is added to its reader's `used` as it stands: the length lands in
+/// `used`'s low bits, and the tops summed above them are never read, as shifts take their count
+/// modulo 64.
 const SLOW: u32 = 1 << 15;
 /// Scratch elements one step of [`PER_LOAD`] symbols of each of [`REGIONS`] regions' streams
 /// spans, at most (for one element a group: 4 rows of 64 elements).
@@ -133,22 +132,22 @@ impl<const BACK: bool> Reader<BACK> {
         }
     }
 
-    /// The next element's top bits, in the high half. Needs at most `7 + 12 * (PER_LOAD - 1)` bits
+    /// The next element's top bits. Needs at most `7 + 12 * (PER_LOAD - 1)` bits
     /// taken since the load (the slow path loads again).
     #[inline(always)]
-    fn top(&mut self, bytes: &[u8], t: &Tables) -> Option<u32> {
+    fn top(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
         let e = self.entry(t);
         if e & SLOW != 0 {
             return self.slow(bytes, t);
         }
         self.used = self.used.wrapping_add(e);
-        Some(e)
+        Some((e >> 16) as u16)
     }
 
     /// An escape (the code, then the element's top bits verbatim, in stream order) or a bit
     /// pattern with no code (`None`).
     #[cold]
-    fn slow(&mut self, bytes: &[u8], t: &Tables) -> Option<u32> {
+    fn slow(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
         self.reload(bytes);
         let len = self.entry(t) & 0xff;
         if len == 0 {
@@ -162,7 +161,7 @@ impl<const BACK: bool> Reader<BACK> {
         };
         self.used = code_end + s;
         self.reload(bytes);
-        Some(top << 16)
+        Some(top as u16)
     }
 
     /// Bits read from `start`.
@@ -177,9 +176,9 @@ impl<const BACK: bool> Reader<BACK> {
     }
 }
 
-/// A quarter's tops (in the high halves), in output order, and room for a [`STEP`] past them.
-fn scratch(l: &Layout) -> Vec<u32> {
-    vec![0u32; (l.quarter_groups() * l.elems_per_group()) as usize + STEP]
+/// A quarter's tops, in output order, and room for a [`STEP`] past them.
+fn scratch(l: &Layout) -> Vec<u16> {
+    vec![0u16; (l.quarter_groups() * l.elems_per_group()) as usize + STEP]
 }
 
 /// Decodes into `out` (exactly the tensor's bytes), after [`super::check_parts`] gave `starts`.
@@ -229,7 +228,7 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    fn decode(&self, tops: &mut [u32], out: &mut [u8]) -> std::result::Result<(), String> {
+    fn decode(&self, tops: &mut [u16], out: &mut [u8]) -> std::result::Result<(), String> {
         let l = self.layout;
         // where each region starts in the block's bits (and the last one ends)
         let mut starts = [0u64; PAIRS + 1];
@@ -280,7 +279,7 @@ impl Block<'_> {
         &self,
         p: usize,
         starts: &[u64],
-        tops: &mut [u32],
+        tops: &mut [u16],
     ) -> std::result::Result<(), String> {
         let (t, bytes) = (self.tables, self.bytes);
         let mut fwd: [Reader<false>; REGIONS] =
@@ -306,7 +305,7 @@ impl Block<'_> {
                 bwd[i].reload(bytes);
             }
             let at = elem(0, k);
-            let Ok(step) = <&mut [u32; STEP]>::try_from(&mut tops[at..at + STEP]) else {
+            let Ok(step) = <&mut [u16; STEP]>::try_from(&mut tops[at..at + STEP]) else {
                 unreachable!("a slice of STEP elements")
             };
             for c in 0..PER_LOAD {
@@ -343,7 +342,7 @@ impl Block<'_> {
 
     /// Writes the quarter's output words, from `first_group` on, into `out` (the quarter's bytes;
     /// the tensor's last word may be partial).
-    fn merge(&self, first_group: u64, tops: &[u32], out: &mut [u8]) {
+    fn merge(&self, first_group: u64, tops: &[u16], out: &mut [u8]) {
         let l = self.layout;
         match (l.elems_per_group(), l.raw_bits()) {
             (4, 0) => self.merge_as::<4, 0>(first_group, tops, out),
@@ -367,7 +366,7 @@ impl Block<'_> {
     fn merge_as<const E: usize, const R: u32>(
         &self,
         first_group: u64,
-        tops: &[u32],
+        tops: &[u16],
         out: &mut [u8],
     ) {
         let bytes = 4 / E;
@@ -396,7 +395,7 @@ impl Block<'_> {
 
     /// [`Block::merge`] for two 16-bit elements a word of `R` raw bits each: eight elements at a
     /// time from one 8-byte load of their raw bits (8 R <= 64), a word (two elements) at a time.
-    fn merge_pairs<const R: u32>(&self, first_group: u64, tops: &[u32], out: &mut [u8]) {
+    fn merge_pairs<const R: u32>(&self, first_group: u64, tops: &[u16], out: &mut [u8]) {
         let first_raw = (first_group * 2 * R as u64 / 8) as usize;
         let from = (out.len() / 16) * 8;
         let mask = (1u64 << R) - 1;
@@ -414,7 +413,7 @@ impl Block<'_> {
             let raw = u64::from_le_bytes(b);
             for m in 0..4 {
                 let x = raw >> (2 * m as u32 * R);
-                let pair = tops[2 * m] >> 16 | tops[2 * m + 1] & 0xffff_0000;
+                let pair = tops[2 * m] as u32 | (tops[2 * m + 1] as u32) << 16;
                 let word = pair << R | (x & mask) as u32 | (((x >> R) & mask) as u32) << 16;
                 chunk[4 * m..4 * m + 4].copy_from_slice(&word.to_le_bytes());
             }
@@ -428,7 +427,7 @@ impl Block<'_> {
         &self,
         first_group: u64,
         from: usize,
-        tops: &[u32],
+        tops: &[u16],
         out: &mut [u8],
     ) {
         let bytes = 4 / E;
@@ -447,9 +446,8 @@ impl Block<'_> {
     }
 }
 
-/// An element from its top bits (the high half of a scratch word) and `low`, whose lowest `R`
-/// bits are its raw bits.
+/// An element from its top bits and `low`, whose lowest `R` bits are its raw bits.
 #[inline(always)]
-fn element<const R: u32>(top: u32, low: u64) -> u32 {
-    (top >> 16) << R | (low as u32) & ((1 << R) - 1)
+fn element<const R: u32>(top: u16, low: u64) -> u32 {
+    (top as u32) << R | (low as u32) & ((1 << R) - 1)
 }
