@@ -288,12 +288,11 @@ impl Block<'_> {
             std::array::from_fn(|i| Reader::at(bytes, starts[p + i + 1] as i64));
         let count: [[usize; 2]; REGIONS] =
             std::array::from_fn(|i| [self.symbols(2 * (p + i)), self.symbols(2 * (p + i) + 1)]);
-        // the regions' streams are lanes `first ..` of the quarter: the `s`-th one's symbol `j` is
-        // element `(j / E) * LANES * E + (first + s) * E + j % E`, `first + s` below LANES
-        let first = (2 * p) % LANES;
-        let elem = |s: usize, j: usize| {
-            (((j >> ES) * LANES) << ES) + ((first + s) << ES) + (j & ((1 << ES) - 1))
-        };
+        // the regions' streams are lanes `2p % LANES ..` of the quarter: the `s`-th one's symbol
+        // `j` is element `first + place(s, j)`
+        let first = ((2 * p) % LANES) << ES;
+        let place =
+            |s: usize, j: usize| (((j >> ES) * LANES) << ES) + (s << ES) + (j & ((1 << ES) - 1));
         let common = count.iter().flatten().copied().min().unwrap_or(0);
         let no_code = || format!("block {}: bit pattern with no code", self.b);
         // all streams, PER_LOAD symbols each from one window; a step's elements lie within STEP
@@ -304,16 +303,14 @@ impl Block<'_> {
                 fwd[i].reload(bytes);
                 bwd[i].reload(bytes);
             }
-            let at = elem(0, k);
+            let at = first + place(0, k);
             let Ok(step) = <&mut [u16; STEP]>::try_from(&mut tops[at..at + STEP]) else {
                 unreachable!("a slice of STEP elements")
             };
             for c in 0..PER_LOAD {
                 for i in 0..REGIONS {
-                    step[elem(2 * i, c) - (first << ES)] =
-                        fwd[i].top(bytes, t).ok_or_else(no_code)?;
-                    step[elem(2 * i + 1, c) - (first << ES)] =
-                        bwd[i].top(bytes, t).ok_or_else(no_code)?;
+                    step[place(2 * i, c)] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
+                    step[place(2 * i + 1, c)] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
                 }
             }
             k += PER_LOAD;
@@ -322,11 +319,11 @@ impl Block<'_> {
         for i in 0..REGIONS {
             for j in k..count[i][0] {
                 fwd[i].reload(bytes);
-                tops[elem(2 * i, j)] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
+                tops[first + place(2 * i, j)] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
             }
             for j in k..count[i][1] {
                 bwd[i].reload(bytes);
-                tops[elem(2 * i + 1, j)] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
+                tops[first + place(2 * i + 1, j)] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
             }
             let (start, end) = (starts[p + i] as i64, starts[p + i + 1] as i64);
             if fwd[i].read_from(start) + bwd[i].read_from(end) != self.regions[p + i] {

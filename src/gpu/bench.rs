@@ -232,16 +232,9 @@ pub fn bench_products(
     form: &str,
     batch: u32,
 ) -> Result<ProductBench> {
-    use super::{Resident, WeightType};
-    let fixed_too = match form {
-        "huffman" => false,
-        "fixed" | "auto" => true,
-        _ => {
-            return Err(crate::Error::InvalidArgument(format!(
-                "--resident {form}: expected huffman, fixed or auto"
-            )));
-        }
-    };
+    use super::{Forms, Resident, WeightType};
+    let forms: Forms = form.parse()?;
+    let fixed_too = forms != Forms::All(Resident::Huffman);
     let mut b = ProductBench {
         form: form.to_string(),
         batch,
@@ -316,22 +309,17 @@ pub fn bench_products(
         }
         names.push(name);
     }
-    if form == "auto" {
+    if forms == Forms::Fastest {
         let (_, choices) = ctx.linears_auto(archive, &names, None)?;
         let mut auto = (0, 0.0, 0);
         for c in &choices {
-            let fixed = c.resident == Resident::Fixed;
-            auto.0 += if fixed {
-                c.bytes.1.unwrap_or(0)
-            } else {
-                c.bytes.0
+            let (bytes, seconds) = match c.resident {
+                Resident::Fixed => (c.bytes.1.unwrap_or(0), c.seconds.1.unwrap_or(0.0)),
+                Resident::Huffman => (c.bytes.0, c.seconds.0),
             };
-            auto.1 += if fixed {
-                c.seconds.1.unwrap_or(0.0)
-            } else {
-                c.seconds.0
-            };
-            auto.2 += fixed as usize;
+            auto.0 += bytes;
+            auto.1 += seconds;
+            auto.2 += (c.resident == Resident::Fixed) as usize;
         }
         b.auto = Some(auto);
     }

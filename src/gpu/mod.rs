@@ -15,7 +15,7 @@ mod upload;
 pub use kernels::{Access, Constants, Kernel, MAX_BATCH};
 pub use linear::{Linear, Tuned, WeightType, Workspace, piece_steps};
 pub use measure::Timing;
-pub use resident::{Resident, ResidentChoice};
+pub use resident::{Forms, Resident, ResidentChoice};
 pub use upload::{GpuGroup, Slice, Source, padded};
 
 use kernels::Kernels;

@@ -33,6 +33,30 @@ impl std::str::FromStr for Resident {
     }
 }
 
+/// The forms a set of layers (a model's compressed matrices) is kept in VRAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forms {
+    /// All in this form; [`Resident::Fixed`] applies to BF16 matrices, the others stay
+    /// Huffman-coded.
+    All(Resident),
+    /// Each BF16 matrix in the form whose batch-1 product is faster on this device, measured at
+    /// load ([`GpuContext::linears_auto`], no VRAM budget); the others Huffman-coded.
+    Fastest,
+}
+
+impl std::str::FromStr for Forms {
+    type Err = Error;
+    /// `huffman`, `fixed` or `auto` (the fastest).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Forms::Fastest),
+            _ => s.parse().map(Forms::All).map_err(|_| {
+                Error::InvalidArgument(format!("'{s}': expected huffman, fixed or auto"))
+            }),
+        }
+    }
+}
+
 /// A weight in the fixed-rate form, in VRAM.
 #[derive(Debug)]
 pub(crate) struct FixedWeight {
@@ -152,7 +176,7 @@ impl GpuContext {
     /// bf16 ones are also timed in the fixed form, and take it in order of time saved per byte
     /// added while the budget holds. Errors if the Huffman forms alone exceed the budget. The
     /// fixed form of each bf16 layer is built on the GPU twice (to measure, then to keep), so
-    /// that both forms of every layer are never in VRAM at once.
+    /// that at most one layer is in VRAM in both forms at a time.
     pub fn linears_auto(
         &self,
         archive: &Archive,

@@ -12,6 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::Archive;
+pub use crate::gpu::Forms;
 use crate::gpu::{
     Access, GpuContext, GpuGroup, Kernel, Linear, MAX_BATCH, Resident, ResidentChoice, WeightType,
     Workspace,
@@ -88,30 +89,6 @@ impl BertConfig {
             )));
         }
         Ok(())
-    }
-}
-
-/// The forms a model's compressed matrices are kept in VRAM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Forms {
-    /// All in this form; [`Resident::Fixed`] applies to BF16 matrices, the others stay
-    /// Huffman-coded.
-    All(Resident),
-    /// Each BF16 matrix in the form whose batch-1 product is faster on this device, measured at
-    /// load ([`GpuContext::linears_auto`], no VRAM budget); the others Huffman-coded.
-    Fastest,
-}
-
-impl std::str::FromStr for Forms {
-    type Err = Error;
-    /// `huffman`, `fixed` or `auto` (the fastest).
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Forms::Fastest),
-            _ => s.parse().map(Forms::All).map_err(|_| {
-                Error::InvalidArgument(format!("'{s}': expected huffman, fixed or auto"))
-            }),
-        }
     }
 }
 
