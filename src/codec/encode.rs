@@ -5,21 +5,22 @@
 //! its bits lie in the region, which is its symbols last to first, each code bit-reversed (a
 //! second table), so no stream is reversed afterwards.
 
-use super::{Codebook, Encoded, Layout, MAX_DELTA_BITS, PAIRS, huffman, rotate_in};
+use super::{Codebook, Encoded, LANES, Layout, MAX_DELTA_BITS, PAIRS, huffman, rotate_in};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// Bits written least significant bit first into a buffer made large enough beforehand, 32 at a
-/// time and without a branch (the next word is stored every time, and kept only once full): the
-/// flushes of a variable-length code come at no pattern a branch predictor could learn.
+/// Bits written least significant bit first into a buffer made large enough beforehand, through
+/// a 64-bit accumulator that [`BitWriter::flush`] stores whole, 8 bytes every time, then moves
+/// past the complete bytes: no branch on how many bits a code has (the flushes of a
+/// variable-length code come at no pattern a branch predictor could learn). The bytes are those
+/// of the little-endian u32 words the layout stores.
 struct BitWriter<'a> {
     buf: &'a mut [u8],
     /// Bytes complete.
     pos: usize,
+    /// Bits not yet complete bytes, `nbits` of them (at most 7 after a flush); none above.
     acc: u64,
     nbits: u32,
-    /// Whether a word fell past the buffer (a bug in its size: an error, never lost bits).
-    overflow: bool,
 }
 
 impl<'a> BitWriter<'a> {
@@ -29,22 +30,35 @@ impl<'a> BitWriter<'a> {
             pos: 0,
             acc: 0,
             nbits: 0,
-            overflow: false,
         }
     }
-    /// Appends the low `len` (at most 32) bits of `bits`, which has no bits above them.
+    /// Appends a table entry's code (see [`table`]). At most 56 bits may be added between two
+    /// flushes.
     #[inline(always)]
-    fn put(&mut self, bits: u32, len: u32) {
+    fn add(&mut self, entry: u32) {
+        self.acc |= ((entry >> 8) as u64) << self.nbits;
+        self.nbits += entry & LEN;
+    }
+    /// Stores the accumulator and moves past its complete bytes.
+    #[inline(always)]
+    fn flush(&mut self) -> Result<()> {
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) else {
+            return Err(Error::InvalidArgument(
+                "encode: a block outgrew its buffer".into(),
+            ));
+        };
+        dst.copy_from_slice(&self.acc.to_le_bytes());
+        let bytes = self.nbits / 8;
+        self.pos += bytes as usize;
+        self.acc >>= 8 * bytes;
+        self.nbits %= 8;
+        Ok(())
+    }
+    /// Appends the low `len` (at most 32) bits of `bits`, which has no bits above them.
+    fn put(&mut self, bits: u32, len: u32) -> Result<()> {
         self.acc |= (bits as u64) << self.nbits;
         self.nbits += len;
-        match self.buf.get_mut(self.pos..self.pos + 4) {
-            Some(dst) => dst.copy_from_slice(&(self.acc as u32).to_le_bytes()),
-            None => self.overflow = true,
-        }
-        let full = (self.nbits >= 32) as u32;
-        self.pos += 4 * full as usize;
-        self.acc >>= 32 * full;
-        self.nbits -= 32 * full;
+        self.flush()
     }
     /// Bits written.
     fn bits(&self) -> u64 {
@@ -52,41 +66,41 @@ impl<'a> BitWriter<'a> {
     }
     /// Its bytes, the last word padded with zeros.
     fn finish(mut self) -> Result<Vec<u8>> {
-        if self.nbits > 0 {
-            self.put(0, 32 - self.nbits);
-        }
-        if self.overflow {
-            return Err(Error::InvalidArgument(
-                "encode: a block outgrew its buffer".into(),
-            ));
-        }
+        self.put(0, (32 - self.bits() % 32) as u32 % 32)?;
         Ok(self.buf[..self.pos].to_vec())
     }
 }
 
+/// A table entry's length bits; an entry is `code << 8 | length`, or [`MISSING`].
+const LEN: u32 = 0x7f;
+/// The entry of a top the book cannot code: no bits.
+const MISSING: u32 = 0x80;
+
 /// What the encoder writes for each element's top bits (`top` unrotated, `0 .. 2^sym_bits`), as
-/// `bits | length << 24`: its code, or the escape's code followed by the top verbatim; length 0
+/// `bits << 8 | length`: its code, or the escape's code followed by the top verbatim; [`MISSING`]
 /// when the book codes neither. `reversed`: the same bits in reverse order, for backward streams.
-fn table(book: &Codebook, reversed: bool) -> Vec<u32> {
+/// Entries past `2^sym_bits` are never looked up (a top has `sym_bits` bits): the table's fixed
+/// size lets a look-up mask its index instead of checking it.
+fn table(book: &Codebook, reversed: bool) -> Box<[u32; huffman::TABLE_SIZE]> {
     let codes = huffman::canonical_codes(&book.lens);
     let escape = codes[book.escape()];
     let s = book.sym_bits;
-    (0..1u32 << s)
-        .map(|top| {
-            let (code, len) = codes[rotate_in(top, s) as usize];
-            let (bits, len) = match (len, escape.1) {
-                (0, 0) => return 0,
-                (0, esc) => (escape.0 as u32 | top << esc, (esc as u32) + s),
-                (len, _) => (code as u32, len as u32),
-            };
-            let bits = if reversed {
-                bits.reverse_bits() >> (32 - len)
-            } else {
-                bits
-            };
-            bits | len << 24
-        })
-        .collect()
+    let mut t = Box::new([MISSING; huffman::TABLE_SIZE]);
+    for (top, entry) in (0..1u32 << s).zip(t.iter_mut()) {
+        let (code, len) = codes[rotate_in(top, s) as usize];
+        let (bits, len) = match (len, escape.1) {
+            (0, 0) => continue,
+            (0, esc) => (escape.0 as u32 | top << esc, (esc as u32) + s),
+            (len, _) => (code as u32, len as u32),
+        };
+        let bits = if reversed {
+            bits.reverse_bits() >> (32 - len)
+        } else {
+            bits
+        };
+        *entry = bits << 8 | len;
+    }
+    t
 }
 
 /// Bits of the delta width that hold `spread`.
@@ -108,11 +122,14 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
             "encode: data or codebook does not match the layout".into(),
         ));
     }
+    let fwd = table(book, false);
+    let short = fwd.iter().all(|&e| e & LEN <= 14);
     let coder = Coder {
         layout,
         data,
-        fwd: table(book, false),
+        fwd,
         bwd: table(book, true),
+        short,
     };
     // the most a block's stream can take: every symbol an escape
     let most = (layout.max_region_bits() * PAIRS as u64).div_ceil(8) as usize + 8;
@@ -137,8 +154,10 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
 struct Coder<'a> {
     layout: &'a Layout,
     data: &'a [u8],
-    fwd: Vec<u32>,
-    bwd: Vec<u32>,
+    fwd: Box<[u32; huffman::TABLE_SIZE]>,
+    bwd: Box<[u32; huffman::TABLE_SIZE]>,
+    /// Whether four codes fit between two flushes (escapes included): 7 + 4 * 14 bits.
+    short: bool,
 }
 
 impl Coder<'_> {
@@ -160,90 +179,132 @@ impl Coder<'_> {
         }
     }
 
-    /// Writes the codes of the first `elems` elements of word `v` (word `g` of the tensor), from
-    /// `table`: first to last, or last to first (`BACK`). A whole word's two codes, or pairs of its
-    /// four, are joined before one put (unless with escapes they exceed 32 bits), halving the
-    /// writer's chain of dependent steps.
+    /// Appends the codes of stream `(first, count)`'s groups to `w`: first to last, or
+    /// last to first with each word's elements last to first (`BACK`, with `table` the reversed
+    /// codes); a flush every `N` codes. Each entry is or-ed into `seen`, to find a [`MISSING`]
+    /// one afterwards.
     #[inline(always)]
-    fn put_word<const E: usize, const BACK: bool>(
+    fn put_stream<const E: usize, const N: usize, const BACK: bool>(
         &self,
-        table: &[u32],
-        v: u32,
-        elems: usize,
-        g: u64,
+        table: &[u32; huffman::TABLE_SIZE],
+        (first, count): (u64, u64),
         w: &mut BitWriter,
+        seen: &mut u32,
     ) -> Result<()> {
-        let (width, r) = (32 / E as u32, self.layout.raw_bits());
-        let code = |k: usize| -> Result<(u32, u32)> {
+        let l = self.layout;
+        let (width, r) = (32 / E as u32, l.raw_bits());
+        let entry = |v: u32, k: usize| {
             let elem = (v >> (k as u32 * width % 32)) & super::mask(width);
-            let entry = table.get((elem >> r) as usize).copied().unwrap_or(0);
-            if entry == 0 {
-                return Err(self.no_code(g * E as u64 + k as u64, elem >> r));
-            }
-            Ok((entry & 0xff_ffff, entry >> 24))
+            table[(elem >> r) as usize % huffman::TABLE_SIZE]
         };
-        if E > 1 && elems == E {
-            for pair in 0..E / 2 {
-                let (a, b) = if BACK {
-                    (E - 1 - 2 * pair, E - 2 - 2 * pair)
-                } else {
-                    (2 * pair, 2 * pair + 1)
-                };
-                let ((ba, la), (bb, lb)) = (code(a)?, code(b)?);
-                if la + lb <= 32 {
-                    w.put(ba | bb << la, la + lb);
-                } else {
-                    w.put(ba, la);
-                    w.put(bb, lb);
+        let word = |i: u64| {
+            let j = if BACK { count - 1 - i } else { i };
+            self.word::<E>(first + j * LANES as u64)
+        };
+        // one word's codes, a flush every two
+        let put_one = |(v, elems): (u32, usize), w: &mut BitWriter, seen: &mut u32| -> Result<()> {
+            for k in 0..elems {
+                let e = entry(v, if BACK { elems - 1 - k } else { k });
+                *seen |= e;
+                w.add(e);
+                if k % 2 == 1 || k + 1 == elems {
+                    w.flush()?;
                 }
             }
-            return Ok(());
+            Ok(())
+        };
+        // the tensor's last word may be partial: a stream's last (coded first when backward)
+        let partial = count > 0
+            && !l.n.is_multiple_of(E as u64)
+            && first + (count - 1) * LANES as u64 == l.groups() - 1;
+        let (mut i, end) = match (partial, BACK) {
+            (false, _) => (0, count),
+            (true, false) => (0, count - 1),
+            (true, true) => {
+                put_one(word(0), w, seen)?;
+                (1, count)
+            }
+        };
+        // whole words, `N` codes between flushes
+        let words = (N / E).max(1) as u64;
+        while i + words <= end {
+            for u in 0..words as usize {
+                let (v, _) = word(i + u as u64);
+                for k in 0..E {
+                    let e = entry(v, if BACK { E - 1 - k } else { k });
+                    *seen |= e;
+                    w.add(e);
+                    if (u * E + k + 1).is_multiple_of(N) {
+                        w.flush()?;
+                    }
+                }
+            }
+            i += words;
         }
-        for j in 0..elems {
-            let (bits, len) = code(if BACK { elems - 1 - j } else { j })?;
-            w.put(bits, len);
+        for i in i..end {
+            put_one(word(i), w, seen)?;
+        }
+        if partial && !BACK {
+            put_one(word(count - 1), w, seen)?;
         }
         Ok(())
     }
 
+    /// The error for the first element of block `b` whose top has no code.
     #[cold]
-    fn no_code(&self, i: u64, top: u32) -> Error {
-        Error::InvalidArgument(format!(
-            "symbol {} of element {i} has no code in the codebook",
-            rotate_in(top, self.layout.sym_bits)
-        ))
+    fn no_code<const E: usize>(&self, b: u64) -> Error {
+        let l = self.layout;
+        let (width, r) = (32 / E as u32, l.raw_bits());
+        let first = b * l.block_groups();
+        for g in first..(first + l.block_groups()).min(l.groups()) {
+            let (v, elems) = self.word::<E>(g);
+            for k in 0..elems {
+                let top = ((v >> (k as u32 * width % 32)) & super::mask(width)) >> r;
+                if self.fwd[top as usize] == MISSING {
+                    return Error::InvalidArgument(format!(
+                        "symbol {} of element {} has no code in the codebook",
+                        rotate_in(top, l.sym_bits),
+                        g * E as u64 + k as u64
+                    ));
+                }
+            }
+        }
+        Error::InvalidArgument("encode: a symbol has no code in the codebook".into())
     }
 
     fn block(&self, b: u64, buf: &mut [u8]) -> Result<EncodedBlock> {
-        match self.layout.elems_per_group() {
-            1 => self.block_as::<1>(b, buf),
-            2 => self.block_as::<2>(b, buf),
-            _ => self.block_as::<4>(b, buf),
+        match (self.layout.elems_per_group(), self.short) {
+            (1, false) => self.block_as::<1, 2>(b, buf),
+            (1, true) => self.block_as::<1, 4>(b, buf),
+            (2, false) => self.block_as::<2, 2>(b, buf),
+            (2, true) => self.block_as::<2, 4>(b, buf),
+            (_, false) => self.block_as::<4, 2>(b, buf),
+            (_, true) => self.block_as::<4, 4>(b, buf),
         }
     }
 
-    /// [`Coder::block`] for `E` elements a word.
-    fn block_as<const E: usize>(&self, b: u64, buf: &mut [u8]) -> Result<EncodedBlock> {
+    /// [`Coder::block`] for `E` elements a word, `N` codes between flushes.
+    fn block_as<const E: usize, const N: usize>(
+        &self,
+        b: u64,
+        buf: &mut [u8],
+    ) -> Result<EncodedBlock> {
         let l = self.layout;
         let mut stream = BitWriter::new(buf);
         let mut regions = [0u64; PAIRS];
+        let mut seen = 0;
         for (p, region) in regions.iter_mut().enumerate() {
             let start = stream.bits();
-            // the forward stream, first symbol first
-            let (first, count) = l.stream_span(b, 2 * p);
-            for j in 0..count {
-                let g = first + j * super::LANES as u64;
-                let (v, elems) = self.word::<E>(g);
-                self.put_word::<E, false>(&self.fwd, v, elems, g, &mut stream)?;
-            }
-            // the backward stream as it lies: last symbol first, codes reversed
-            let (first, count) = l.stream_span(b, 2 * p + 1);
-            for j in (0..count).rev() {
-                let g = first + j * super::LANES as u64;
-                let (v, elems) = self.word::<E>(g);
-                self.put_word::<E, true>(&self.bwd, v, elems, g, &mut stream)?;
-            }
+            // the forward stream, first symbol first, then the backward one as it lies: last
+            // symbol first, codes reversed
+            let span = l.stream_span(b, 2 * p);
+            self.put_stream::<E, N, false>(&self.fwd, span, &mut stream, &mut seen)?;
+            let span = l.stream_span(b, 2 * p + 1);
+            self.put_stream::<E, N, true>(&self.bwd, span, &mut stream, &mut seen)?;
             *region = stream.bits() - start;
+        }
+        if seen & MISSING != 0 {
+            return Err(self.no_code::<E>(b));
         }
         let min = *regions.iter().min().unwrap_or(&0);
         let delta_bits = width_for(regions.iter().max().unwrap_or(&0) - min);
@@ -252,11 +313,11 @@ impl Coder<'_> {
                 "a block's regions are too long for the index".into(),
             ));
         }
-        let mut index = vec![0u8; 8 + 16 * delta_bits as usize];
+        let mut index = vec![0u8; 16 + 16 * delta_bits as usize];
         let mut w = BitWriter::new(&mut index);
-        w.put(min as u32 | delta_bits << 27, 32);
+        w.put(min as u32 | delta_bits << 27, 32)?;
         for &len in &regions {
-            w.put((len - min) as u32, delta_bits);
+            w.put((len - min) as u32, delta_bits)?;
         }
         Ok(EncodedBlock {
             index: w.finish()?,
