@@ -2,16 +2,17 @@
 //! run. It gives the bytes of the reference decoder ([`super::decode_reference`], the oracle the
 //! tests compare it with), faster, in two passes over each quarter of a block:
 //!
-//! 1. **Symbols**: the streams of [`REGIONS`] regions at once (forward and backward ones side by
-//!    side, independent chains for the CPU to overlap) into a scratch of element tops in output
-//!    order, each table entry added to its reader's count as it stands (see [`SLOW`]). A stream is read from a 64-bit window loaded, with one unaligned load, at the
-//!    byte holding its next bit, so at least 57 bits are unread: four codes of at most 12 bits
-//!    each come out of it before the next load, with no per-symbol refill test; the load moves
-//!    by whole bytes, with no shift of the window. A forward stream reads its window
-//!    least significant bit first; a backward one is read as it lies, most significant bit first
-//!    (its first bit at the top), through a second table indexed by the bit-reversed 12 bits, so
-//!    no bits are reversed while decoding. Escapes and bit patterns without a code take a slow
-//!    path from the table's flag.
+//! 1. **Symbols**: the four streams of [`REGIONS`] regions at once (forward and backward ones
+//!    side by side, independent chains for the CPU to overlap, few enough that their readers stay
+//!    in registers) into a scratch of element tops in output order, each table entry added to
+//!    its reader's count as it stands (see [`SLOW`]). A stream is read from a 64-bit window
+//!    loaded, with one unaligned load, at the byte holding its next bit, so at least 57 bits are
+//!    unread: four codes of at most 12 bits each come out of it before the next load, with no
+//!    per-symbol refill test; the load moves by whole bytes, with no shift of the window. A
+//!    forward stream reads its window least significant bit first; a backward one is read as it
+//!    lies, most significant bit first (its first bit at the top), through a second table indexed
+//!    by the bit-reversed 12 bits, so no bits are reversed while decoding. Escapes and bit
+//!    patterns without a code take a slow path from the table's flag.
 //! 2. **Merge**: each element from its top and its raw bits, eight elements (whose raw bits start
 //!    on a byte) at a time, specialized per elements a word and raw bits an element.
 
@@ -21,8 +22,8 @@ use super::{
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// Regions decoded side by side: twice as many streams.
-const REGIONS: usize = 4;
+/// Regions decoded side by side (see [`Readers`]): twice as many streams.
+const REGIONS: usize = 2;
 /// Codes taken from one window: 4 of at most 12 bits fit the 57 bits a load guarantees.
 const PER_LOAD: usize = 4;
 
@@ -138,20 +139,28 @@ impl<const BACK: bool> Reader<BACK> {
     fn top(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
         let e = self.entry(t);
         if e & SLOW != 0 {
-            return self.slow(bytes, t);
+            let (reader, top) = self.slow(bytes, t);
+            *self = reader;
+            return top;
         }
         self.used = self.used.wrapping_add(e);
         Some((e >> 16) as u16)
     }
 
+    /// The next element's top bits, after a load.
+    fn reload_top(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
+        self.reload(bytes);
+        self.top(bytes, t)
+    }
+
     /// An escape (the code, then the element's top bits verbatim, in stream order) or a bit
     /// pattern with no code (`None`).
     #[cold]
-    fn slow(&mut self, bytes: &[u8], t: &Tables) -> Option<u16> {
+    fn slow(mut self, bytes: &[u8], t: &Tables) -> (Self, Option<u16>) {
         self.reload(bytes);
         let len = self.entry(t) & 0xff;
         if len == 0 {
-            return None;
+            return (self, None);
         }
         let (s, code_end) = (t.sym_bits, self.used + len);
         let top = if BACK {
@@ -161,7 +170,7 @@ impl<const BACK: bool> Reader<BACK> {
         };
         self.used = code_end + s;
         self.reload(bytes);
-        Some(top as u16)
+        (self, Some(top as u16))
     }
 
     /// Bits read from `start`.
@@ -174,6 +183,35 @@ impl<const BACK: bool> Reader<BACK> {
         };
         (pos - start).unsigned_abs()
     }
+}
+
+/// The readers of the [`REGIONS`] regions decoded side by side: forward, backward, forward,
+/// backward. A tuple of plain values rather than an array indexed in a loop, so that the compiler
+/// keeps them in registers.
+type Readers = (Reader<false>, Reader<true>, Reader<false>, Reader<true>);
+
+/// Where symbol `j` of the `s`-th stream of a step lies, from the step's first element, for
+/// `2^ES` elements a group: the streams are side by side lanes of the quarter.
+#[inline(always)]
+fn place<const ES: u32>(s: usize, j: usize) -> usize {
+    (((j >> ES) * LANES) << ES) + (s << ES) + (j & ((1 << ES) - 1))
+}
+
+/// Code `c` of a step of each of the four streams of `r`, into its place in `step`; `None` for a
+/// bit pattern without a code.
+#[inline(always)]
+fn codes<const ES: u32>(
+    c: usize,
+    step: &mut [u16; STEP],
+    r: &mut Readers,
+    bytes: &[u8],
+    t: &Tables,
+) -> Option<()> {
+    step[place::<ES>(0, c)] = r.0.top(bytes, t)?;
+    step[place::<ES>(1, c)] = r.1.top(bytes, t)?;
+    step[place::<ES>(2, c)] = r.2.top(bytes, t)?;
+    step[place::<ES>(3, c)] = r.3.top(bytes, t)?;
+    Some(())
 }
 
 /// A quarter's tops, in output order, and room for a [`STEP`] past them.
@@ -282,59 +320,63 @@ impl Block<'_> {
         tops: &mut [u16],
     ) -> std::result::Result<(), String> {
         let (t, bytes) = (self.tables, self.bytes);
-        let mut fwd: [Reader<false>; REGIONS] =
-            std::array::from_fn(|i| Reader::at(bytes, starts[p + i] as i64));
-        let mut bwd: [Reader<true>; REGIONS] =
-            std::array::from_fn(|i| Reader::at(bytes, starts[p + i + 1] as i64));
-        let count: [[usize; 2]; REGIONS] =
-            std::array::from_fn(|i| [self.symbols(2 * (p + i)), self.symbols(2 * (p + i) + 1)]);
+        let at = |i: usize| starts[p + i] as i64;
+        let mut rs: Readers = (
+            Reader::at(bytes, at(0)),
+            Reader::at(bytes, at(1)),
+            Reader::at(bytes, at(1)),
+            Reader::at(bytes, at(2)),
+        );
+        let count: [usize; 2 * REGIONS] = std::array::from_fn(|s| self.symbols(2 * p + s));
         // the regions' streams are lanes `2p % LANES ..` of the quarter: the `s`-th one's symbol
         // `j` is element `first + place(s, j)`
         let first = ((2 * p) % LANES) << ES;
-        let place =
-            |s: usize, j: usize| (((j >> ES) * LANES) << ES) + (s << ES) + (j & ((1 << ES) - 1));
-        let common = count.iter().flatten().copied().min().unwrap_or(0);
+        let common = count.iter().copied().min().unwrap_or(0);
         let no_code = || format!("block {}: bit pattern with no code", self.b);
         // all streams, PER_LOAD symbols each from one window; a step's elements lie within STEP
         // of its first (`k` is a multiple of PER_LOAD, so of E): their places are constants
         let mut k = 0;
         while k + PER_LOAD <= common {
-            for i in 0..REGIONS {
-                fwd[i].reload(bytes);
-                bwd[i].reload(bytes);
-            }
-            let at = first + place(0, k);
+            rs.0.reload(bytes);
+            rs.1.reload(bytes);
+            rs.2.reload(bytes);
+            rs.3.reload(bytes);
+            let at = first + place::<ES>(0, k);
             let Ok(step) = <&mut [u16; STEP]>::try_from(&mut tops[at..at + STEP]) else {
                 unreachable!("a slice of STEP elements")
             };
-            for c in 0..PER_LOAD {
-                for i in 0..REGIONS {
-                    step[place(2 * i, c)] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
-                    step[place(2 * i + 1, c)] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
-                }
-            }
+            // the step's codes written out, not looped over, so that their places are constants
+            codes::<ES>(0, step, &mut rs, bytes, t)
+                .and_then(|_| codes::<ES>(1, step, &mut rs, bytes, t))
+                .and_then(|_| codes::<ES>(2, step, &mut rs, bytes, t))
+                .and_then(|_| codes::<ES>(3, step, &mut rs, bytes, t))
+                .ok_or_else(no_code)?;
             k += PER_LOAD;
         }
         // the rest of each stream, a load a symbol
-        for i in 0..REGIONS {
-            for j in k..count[i][0] {
-                fwd[i].reload(bytes);
-                tops[first + place(2 * i, j)] = fwd[i].top(bytes, t).ok_or_else(no_code)?;
+        let mut rest = |s: usize, top: &mut dyn FnMut() -> Option<u16>| {
+            for j in k..count[s] {
+                tops[first + place::<ES>(s, j)] = top().ok_or_else(no_code)?;
             }
-            for j in k..count[i][1] {
-                bwd[i].reload(bytes);
-                tops[first + place(2 * i + 1, j)] = bwd[i].top(bytes, t).ok_or_else(no_code)?;
-            }
-            let (start, end) = (starts[p + i] as i64, starts[p + i + 1] as i64);
-            if fwd[i].read_from(start) + bwd[i].read_from(end) != self.regions[p + i] {
-                return Err(format!(
-                    "region {} of block {}: its two streams do not meet",
-                    p + i,
-                    self.b
-                ));
-            }
+            Ok::<_, String>(())
+        };
+        let (f0, b0, f1, b1) = &mut rs;
+        rest(0, &mut || f0.reload_top(bytes, t))?;
+        rest(1, &mut || b0.reload_top(bytes, t))?;
+        rest(2, &mut || f1.reload_top(bytes, t))?;
+        rest(3, &mut || b1.reload_top(bytes, t))?;
+        let read = [
+            rs.0.read_from(at(0)) + rs.1.read_from(at(1)),
+            rs.2.read_from(at(1)) + rs.3.read_from(at(2)),
+        ];
+        match (0..REGIONS).find(|&i| read[i] != self.regions[p + i]) {
+            Some(i) => Err(format!(
+                "region {} of block {}: its two streams do not meet",
+                p + i,
+                self.b
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Writes the quarter's output words, from `first_group` on, into `out` (the quarter's bytes;
