@@ -33,6 +33,32 @@ pub use write::{
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 
+/// Decoded bytes of the tensors that compression and decompression code at once, in parallel,
+/// before writing them in order: one tensor at a time, the many small ones (norms, biases: one
+/// block, one thread) leave the other threads idle.
+const BATCH_BYTES: u64 = 64 << 20;
+
+/// Consecutive runs of `items` of at most [`BATCH_BYTES`] together by `bytes` (a larger item is a
+/// run of its own).
+fn batches<T>(items: &[T], bytes: impl Fn(&T) -> u64) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let mut sum = 0;
+        let n = rest
+            .iter()
+            .take_while(|t| {
+                sum += bytes(t);
+                sum <= BATCH_BYTES
+            })
+            .count()
+            .max(1)
+            .min(rest.len());
+        let (batch, after) = rest.split_at(n);
+        rest = after;
+        (!batch.is_empty()).then_some(batch)
+    })
+}
+
 /// Version of the container layout written by this build.
 pub const FORMAT_VERSION: u32 = 2;
 /// Name of the tensor holding the original header.
@@ -165,4 +191,18 @@ impl FileChecksum {
 /// A checksum as the manifest writes it.
 pub(crate) fn hex(sum: u64) -> String {
     format!("{sum:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BATCH_BYTES, batches};
+
+    #[test]
+    fn batches_keep_order_and_size() {
+        let sizes = [10, 20, BATCH_BYTES - 30, 1, BATCH_BYTES + 1, 5, 6];
+        let got: Vec<&[u64]> = batches(&sizes, |&b| b).collect();
+        let want: Vec<&[u64]> = vec![&sizes[..3], &sizes[3..4], &sizes[4..5], &sizes[5..]];
+        assert_eq!(got, want);
+        assert_eq!(batches(&[] as &[u64], |&b| b).count(), 0);
+    }
 }
