@@ -46,17 +46,29 @@ struct Tables {
 
 impl Tables {
     fn new(book: &Codebook, sym_bits: u32) -> Self {
-        let mut fwd = Box::new([0u32; huffman::TABLE_SIZE]);
-        for (slot, entry) in fwd.iter_mut().zip(book.decode_entries(sym_bits)) {
-            *slot = match entry {
-                (_, 0) => SLOW,
-                (None, len) => SLOW | len,
-                (Some(top), len) => top << 16 | len,
+        // a code's entry fills every 12-bit index whose low bits (in stream order) are its bits:
+        // a stride through the forward table, and, bit-reversed, a run of the backward one
+        let mut fwd = Box::new([SLOW; huffman::TABLE_SIZE]);
+        let mut bwd = Box::new([SLOW; huffman::TABLE_SIZE]);
+        for (sym, &(rev, len)) in huffman::canonical_codes(&book.lens).iter().enumerate() {
+            let len = len as u32;
+            if len == 0 {
+                continue;
+            }
+            let entry = if sym == book.escape() {
+                SLOW | len
+            } else {
+                super::rotate_out(sym as u32, sym_bits) << 16 | len
             };
-        }
-        let mut bwd = Box::new([0u32; huffman::TABLE_SIZE]);
-        for (i, slot) in bwd.iter_mut().enumerate() {
-            *slot = fwd[(i as u32).reverse_bits() as usize >> (32 - huffman::MAX_CODE_LEN)];
+            fwd.iter_mut()
+                .skip(rev as usize)
+                .step_by(1 << len)
+                .for_each(|slot| *slot = entry);
+            let code = (rev as u32).reverse_bits() >> (32 - len);
+            let free = huffman::MAX_CODE_LEN - len;
+            if let Some(run) = bwd.get_mut((code << free) as usize..((code + 1) << free) as usize) {
+                run.fill(entry);
+            }
         }
         Tables { fwd, bwd, sym_bits }
     }
