@@ -401,7 +401,7 @@ impl Block<'_> {
             (2, 5) => self.merge_pairs::<5>(first_group, tops, out),
             (2, 6) => self.merge_pairs::<6>(first_group, tops, out),
             (2, 7) => self.merge_pairs::<7>(first_group, tops, out),
-            (2, 8) => self.merge_pairs::<8>(first_group, tops, out),
+            (2, 8) => self.merge_bytes(first_group, tops, out),
             (1, 20) => self.merge_as::<1, 20>(first_group, tops, out),
             (1, 21) => self.merge_as::<1, 21>(first_group, tops, out),
             (1, 22) => self.merge_as::<1, 22>(first_group, tops, out),
@@ -471,6 +471,22 @@ impl Block<'_> {
         }
         let rest = chunks.into_remainder();
         self.merge_slow::<2, R>(first_group, from, tops, rest);
+    }
+
+    /// [`Block::merge`] for 16-bit elements of 8 raw bits (f16's usual split): an element is its
+    /// top byte and its byte of the raw plane, so the output interleaves the tops with the plane,
+    /// in a loop simple enough for the compiler to vectorize.
+    fn merge_bytes(&self, first_group: u64, tops: &[u16], out: &mut [u8]) {
+        let first = (first_group * 2) as usize;
+        let (elements, _) = out.as_chunks_mut::<2>();
+        match self.raw.get(first..first + elements.len()) {
+            Some(raw) => {
+                for ((e, &top), &low) in elements.iter_mut().zip(tops).zip(raw) {
+                    *e = (top << 8 | low as u16).to_le_bytes();
+                }
+            }
+            None => self.merge_slow::<2, 8>(first_group, 0, tops, out),
+        }
     }
 
     /// Elements `from ..` of the quarter into `out` (their bytes; the last may be partial).
