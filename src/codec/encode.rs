@@ -103,6 +103,13 @@ fn table(book: &Codebook, reversed: bool) -> Box<[u32; huffman::TABLE_SIZE]> {
     t
 }
 
+/// The top bits of element `k` of word `v` (`E` elements a word), whose `r` low bits are raw.
+#[inline(always)]
+fn top_of<const E: usize>(v: u32, k: usize, r: u32) -> u32 {
+    let width = 32 / E as u32;
+    ((v >> (k as u32 * width % 32)) & super::mask(width)) >> r
+}
+
 /// Bits of the delta width that hold `spread`.
 fn width_for(spread: u64) -> u32 {
     64 - spread.leading_zeros()
@@ -191,12 +198,8 @@ impl Coder<'_> {
         w: &mut BitWriter,
         seen: &mut u32,
     ) -> Result<()> {
-        let l = self.layout;
-        let (width, r) = (32 / E as u32, l.raw_bits());
-        let entry = |v: u32, k: usize| {
-            let elem = (v >> (k as u32 * width % 32)) & super::mask(width);
-            table[(elem >> r) as usize % huffman::TABLE_SIZE]
-        };
+        let r = self.layout.raw_bits();
+        let entry = |v: u32, k: usize| table[top_of::<E>(v, k, r) as usize % huffman::TABLE_SIZE];
         let word = |i: u64| {
             let j = if BACK { count - 1 - i } else { i };
             self.word::<E>(first + j * LANES as u64)
@@ -214,9 +217,7 @@ impl Coder<'_> {
             Ok(())
         };
         // the tensor's last word may be partial: a stream's last (coded first when backward)
-        let partial = count > 0
-            && !l.n.is_multiple_of(E as u64)
-            && first + (count - 1) * LANES as u64 == l.groups() - 1;
+        let partial = count > 0 && word(if BACK { 0 } else { count - 1 }).1 < E;
         let (mut i, end) = match (partial, BACK) {
             (false, _) => (0, count),
             (true, false) => (0, count - 1),
@@ -254,12 +255,11 @@ impl Coder<'_> {
     #[cold]
     fn no_code<const E: usize>(&self, b: u64) -> Error {
         let l = self.layout;
-        let (width, r) = (32 / E as u32, l.raw_bits());
         let first = b * l.block_groups();
         for g in first..(first + l.block_groups()).min(l.groups()) {
             let (v, elems) = self.word::<E>(g);
             for k in 0..elems {
-                let top = ((v >> (k as u32 * width % 32)) & super::mask(width)) >> r;
+                let top = top_of::<E>(v, k, l.raw_bits());
                 if self.fwd[top as usize] == MISSING {
                     return Error::InvalidArgument(format!(
                         "symbol {} of element {} has no code in the codebook",

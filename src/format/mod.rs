@@ -31,12 +31,27 @@ pub use write::{
 };
 
 use crate::error::Result;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Decoded bytes of the tensors that compression and decompression code at once, in parallel,
 /// before writing them in order: one tensor at a time, the many small ones (norms, biases: one
 /// block, one thread) leave the other threads idle.
 const BATCH_BYTES: u64 = 64 << 20;
+
+/// `work` done on every item in parallel, [`BATCH_BYTES`] of items (by `bytes`; a larger item
+/// alone) at a time, the results handed out in the items' order: a batch is done when the
+/// results before it have been taken, so that only one batch's are held at once.
+fn in_batches<T: Sync, R: Send>(
+    items: &[T],
+    bytes: impl Fn(&T) -> u64,
+    work: impl Fn(&T) -> R + Sync,
+) -> impl Iterator<Item = (&T, R)> {
+    batches(items, bytes).flat_map(move |batch| {
+        let done: Vec<R> = batch.par_iter().map(&work).collect();
+        batch.iter().zip(done)
+    })
+}
 
 /// Consecutive runs of `items` of at most [`BATCH_BYTES`] together by `bytes` (a larger item is a
 /// run of its own).

@@ -6,7 +6,6 @@ use super::{
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout};
 use crate::error::{Error, Result};
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -486,16 +485,14 @@ impl Archive {
         let (tmp, mut w) = super::write::start_file(output, &head)?;
         let mut whole = FileChecksum::new(&head);
         let mut done = 0;
-        for batch in super::batches(&self.tensors, |t| t.meta.bytes) {
-            let decoded: Vec<Result<Vec<u8>>> = batch.par_iter().map(|t| self.decode(t)).collect();
-            for bytes in decoded {
-                let bytes = bytes?;
-                whole.update(&bytes);
-                w.write_all(&bytes)
-                    .map_err(|e| Error::io(tmp.output(), e))?;
-                done += bytes.len() as u64;
-                progress(done);
-            }
+        // decoded in parallel, written in order
+        for (_, bytes) in super::in_batches(&self.tensors, |t| t.meta.bytes, |t| self.decode(t)) {
+            let bytes = bytes?;
+            whole.update(&bytes);
+            w.write_all(&bytes)
+                .map_err(|e| Error::io(tmp.output(), e))?;
+            done += bytes.len() as u64;
+            progress(done);
         }
         if whole.digest() != self.file_xxh3 {
             return Err(Error::ChecksumMismatch {

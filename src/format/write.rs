@@ -6,7 +6,6 @@ use super::{
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
-use rayon::prelude::*;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -429,88 +428,87 @@ pub fn compress_file(
     let mut stats = CompressStats::default();
     let mut written_books = std::collections::HashSet::new();
     let mut done = 0u64;
-    for batch in super::batches(&header.tensors, |t| t.end - t.start) {
-        // read, checked and coded in parallel, written in order
-        let coded: Vec<Result<_>> = batch
-            .par_iter()
-            .map(|t| {
-                let bytes = source.read(t)?;
-                let sum = checksum(&bytes);
-                let coded = code(&t.name, &bytes, &t.dtype, opts)?;
-                Ok((bytes, sum, coded))
-            })
-            .collect();
-        for (t, coded) in batch.iter().zip(coded) {
-            let (bytes, sum, coded) = coded?;
-            whole.update(&bytes);
-            let coding = match coded {
-                Some(Written {
-                    coded,
-                    shared,
-                    hist,
-                }) => {
-                    let CodedTensor {
-                        layout,
-                        codebook: book,
-                        encoded: enc,
-                    } = coded;
-                    let table = match &shared {
-                        None => book.to_bytes(),
-                        Some(name) => {
-                            if written_books.insert(name.clone()) {
-                                out.put_u8(name.clone(), &book.to_bytes())?;
-                            }
-                            Vec::new()
+    // read, checked and coded in parallel, written in order
+    let read_and_coded = super::in_batches(
+        &header.tensors,
+        |t| t.end - t.start,
+        |t| -> Result<_> {
+            let bytes = source.read(t)?;
+            let sum = checksum(&bytes);
+            let coded = code(&t.name, &bytes, &t.dtype, opts)?;
+            Ok((bytes, sum, coded))
+        },
+    );
+    for (t, done_in_parallel) in read_and_coded {
+        let (bytes, sum, coded) = done_in_parallel?;
+        whole.update(&bytes);
+        let coding = match coded {
+            Some(Written {
+                coded,
+                shared,
+                hist,
+            }) => {
+                let CodedTensor {
+                    layout,
+                    codebook: book,
+                    encoded: enc,
+                } = coded;
+                let table = match &shared {
+                    None => book.to_bytes(),
+                    Some(name) => {
+                        if written_books.insert(name.clone()) {
+                            out.put_u8(name.clone(), &book.to_bytes())?;
                         }
-                    };
-                    let blob = [&enc.index[..], &enc.stream, &enc.raw, &table].concat();
-                    out.put_u8(t.name.clone(), &blob)?;
-                    let mut st = tensor_stats(
-                        &t.name,
-                        &t.dtype,
-                        &layout,
-                        hist.as_deref().unwrap_or(&[]),
-                        &book,
-                        &enc,
-                    );
-                    if hist.is_none() {
-                        // single stage takes no histogram, so there is no bound to report
-                        (st.bound_bits, st.unlimited_bits, st.capped_bits) = (f64::NAN, 0, 0);
+                        Vec::new()
                     }
-                    if shared.is_some() {
-                        // the shared book is stored once for all tensors, not counted in each
-                        let book_bytes = book.to_bytes().len() as u64;
-                        st.compressed_bytes -= book_bytes;
-                        st.table_bytes = 0;
-                    }
-                    stats.tensors.push(st);
-                    Coding::Huffman {
-                        sym_bits: layout.sym_bits,
-                        chunk_groups: layout.chunk_groups,
-                        index_bytes: enc.index.len() as u64,
-                        stream_bytes: enc.stream.len() as u64,
-                        codebook: shared,
-                    }
+                };
+                let blob = [&enc.index[..], &enc.stream, &enc.raw, &table].concat();
+                out.put_u8(t.name.clone(), &blob)?;
+                let mut st = tensor_stats(
+                    &t.name,
+                    &t.dtype,
+                    &layout,
+                    hist.as_deref().unwrap_or(&[]),
+                    &book,
+                    &enc,
+                );
+                if hist.is_none() {
+                    // single stage takes no histogram, so there is no bound to report
+                    (st.bound_bits, st.unlimited_bits, st.capped_bits) = (f64::NAN, 0, 0);
                 }
-                None => {
-                    out.put(t.name.clone(), &t.dtype, t.shape.clone(), &bytes)?;
-                    stats
-                        .tensors
-                        .push(TensorStats::stored(&t.name, &t.dtype, bytes.len() as u64));
-                    Coding::Stored
+                if shared.is_some() {
+                    // the shared book is stored once for all tensors, not counted in each
+                    let book_bytes = book.to_bytes().len() as u64;
+                    st.compressed_bytes -= book_bytes;
+                    st.table_bytes = 0;
                 }
-            };
-            manifest.tensors.push(ManifestTensor {
-                name: t.name.clone(),
-                dtype: t.dtype.clone(),
-                shape: t.shape.clone(),
-                bytes: bytes.len() as u64,
-                xxh3: hex(sum),
-                coding,
-            });
-            done += bytes.len() as u64;
-            progress(done);
-        }
+                stats.tensors.push(st);
+                Coding::Huffman {
+                    sym_bits: layout.sym_bits,
+                    chunk_groups: layout.chunk_groups,
+                    index_bytes: enc.index.len() as u64,
+                    stream_bytes: enc.stream.len() as u64,
+                    codebook: shared,
+                }
+            }
+            None => {
+                out.put(t.name.clone(), &t.dtype, t.shape.clone(), &bytes)?;
+                stats
+                    .tensors
+                    .push(TensorStats::stored(&t.name, &t.dtype, bytes.len() as u64));
+                Coding::Stored
+            }
+        };
+        manifest.tensors.push(ManifestTensor {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            shape: t.shape.clone(),
+            bytes: bytes.len() as u64,
+            xxh3: hex(sum),
+            coding,
+        });
+        done += bytes.len() as u64;
+        progress(done);
     }
     manifest.file_xxh3 = hex(whole.digest());
     let data_file = out
