@@ -8,7 +8,9 @@
 set -uo pipefail
 bin=$1; minilm=$2; out=$3; crit=${4:-}
 mkdir -p "$out"
-llm=/tmp/vramzip-llm-block.safetensors
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/vramzip-report.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+llm=$scratch/llm-block.safetensors
 python3 "$(dirname "$0")/make_llm_shaped.py" "$minilm" "$llm"
 {
     date -u
@@ -26,7 +28,7 @@ cat "$out/adapters.txt"
 VRAMZIP_DECODE_TABLE=cache "$bin" bench "$minilm" --json > "$out/bench-minilm-table-cache.json"
 VRAMZIP_DECODE_TABLE=cache "$bin" bench "$llm" --json > "$out/bench-llm-table-cache.json"
 "$bin" bench "$minilm" --backend all --json > "$out/bench-minilm-all.json" 2> "$out/bench-minilm-all.err" || true
-"$bin" compress "$llm" -o /tmp/vramzip-llm.vz && "$bin" verify /tmp/vramzip-llm.vz > "$out/verify-llm.txt" 2>&1
+"$bin" compress "$llm" -o "$scratch/llm.vz" && "$bin" verify "$scratch/llm.vz" > "$out/verify-llm.txt" 2>&1
 # products per resident form (Huffman, fixed, the measured choice) beside the uncompressed product
 for batch in 1 8; do
     "$bin" bench "$minilm" --resident auto --batch $batch --json > "$out/bench-minilm-resident-b$batch.json"
