@@ -71,7 +71,7 @@ fn tensor(st: &safetensors::SafeTensors, name: &str) -> Vec<f64> {
             .collect(),
         safetensors::Dtype::BF16 => d
             .chunks(2)
-            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) as f64)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
             .collect(),
         other => panic!("{name}: {other:?}"),
     }

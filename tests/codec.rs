@@ -4,11 +4,6 @@
 use proptest::prelude::*;
 use vramzip::codec::{self, Codebook, Layout, huffman};
 
-fn bf16_bits(x: f32) -> u16 {
-    let u = x.to_bits();
-    ((u + 0x7fff + ((u >> 16) & 1)) >> 16) as u16
-}
-
 fn words16(v: &[u16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -32,7 +27,7 @@ fn weightlike_bf16(n: usize, seed: u64) -> Vec<u8> {
         .map(|_| {
             let a = (lcg(&mut s) as f32 / (1u64 << 31) as f32) - 0.5;
             let b = (lcg(&mut s) as f32 / (1u64 << 31) as f32) - 0.5;
-            bf16_bits(0.05 * a * b.abs().sqrt() * 4.0)
+            half::bf16::from_f32(0.05 * a * b.abs().sqrt() * 4.0).to_bits()
         })
         .collect();
     words16(&v)

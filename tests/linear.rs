@@ -19,25 +19,11 @@ fn read_bits(gpu: &GpuContext, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
         .collect()
 }
 
-fn f16_to_f64(h: u16) -> f64 {
-    let (sign, exp, man) = (h >> 15, (h >> 10) & 31, (h & 1023) as f64);
-    let mag = match exp {
-        0 => man * 2f64.powi(-24),
-        31 if man == 0.0 => f64::INFINITY,
-        31 => f64::NAN,
-        e => (1.0 + man / 1024.0) * 2f64.powi(e as i32 - 15),
-    };
-    if sign == 1 { -mag } else { mag }
-}
-
 fn weight(bytes: &[u8], dtype: WeightType, i: usize) -> f64 {
     match dtype {
         WeightType::F32 => f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as f64,
-        WeightType::BF16 => {
-            f32::from_bits((u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]) as u32) << 16)
-                as f64
-        }
-        WeightType::F16 => f16_to_f64(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])),
+        WeightType::BF16 => half::bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f64(),
+        WeightType::F16 => half::f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f64(),
     }
 }
 
