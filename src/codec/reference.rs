@@ -48,7 +48,7 @@ impl Reader<'_> {
 }
 
 /// The reference decoder: the layout followed a symbol at a time, as plainly as it is written.
-/// The oracle the tests hold [`decode`] (faster) to; the same contract.
+/// The oracle the tests hold [`decode`](super::decode) (faster) to; the same contract.
 pub fn decode_reference(
     layout: &Layout,
     enc: &Encoded,
