@@ -179,6 +179,44 @@ fn a_tensor_over_4_gib_round_trips() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Ctrl-C or SIGTERM in the middle of `vramzip bench`: its scratch folder in the temporary
+/// directory (a compressed copy of the input, as large as the model) goes with the process.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_bench_leaves_no_scratch_folder() {
+    let dir = tmpdir("bench-interrupt");
+    let src = dir.join("big.safetensors");
+    write_big_model(&src, 6, 2_000_000, 50);
+    // the child's temporary directory: empty unless it leaves something behind
+    let temp = dir.join("temp");
+    std::fs::create_dir(&temp).unwrap();
+    let mut interrupted = 0;
+    for (signal, delay_ms) in [("INT", 150u64), ("TERM", 300), ("INT", 600), ("TERM", 1000)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+            .args(["bench", "--cpu", src.to_str().unwrap()])
+            .env("TMPDIR", &temp)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        interrupted += (status.code() == Some(130)) as usize;
+        let left: Vec<_> = std::fs::read_dir(&temp).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "bench after SIG{signal} ({status}): {left:?}"
+        );
+    }
+    assert!(
+        interrupted > 0,
+        "no bench was caught in the middle: the test proved nothing"
+    );
+}
+
 /// Ctrl-C (SIGINT) and SIGTERM in the middle of `compress` or `decompress`: the temporaries go
 /// with the process; the folder holds the inputs and, at most, complete outputs.
 #[cfg(unix)]

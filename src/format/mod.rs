@@ -25,10 +25,10 @@ pub(crate) use plain::read_exact_at;
 pub use plain::{Header, HeaderTensor, SafetensorsFile, dtype_size, parse_header, read_header};
 
 pub use read::{Archive, Form, PartRanges, TensorEntry};
-pub use write::remove_temporaries;
 pub use write::{
     CompressOptions, CompressStats, TensorStats, code_tensor, compress_file, tensor_stats,
 };
+pub use write::{ScratchDir, remove_temporaries};
 
 use crate::error::Result;
 use rayon::prelude::*;

@@ -224,6 +224,35 @@ pub fn remove_temporaries() {
     }
 }
 
+/// A folder of its own in the system's temporary directory, for scratch files (`vramzip bench`'s
+/// compressed copy of its input): removed on drop and by [`remove_temporaries`], so neither an
+/// error nor an interrupt leaves it behind.
+pub struct ScratchDir {
+    dir: tempfile::TempDir,
+}
+
+impl ScratchDir {
+    /// Makes one named `PREFIX` + random characters.
+    pub fn new(prefix: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+        register_temporary(dir.path());
+        Ok(ScratchDir { dir })
+    }
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        forget_temporary(self.dir.path());
+    }
+}
+
 pub(crate) fn register_temporary(path: &Path) {
     temporaries().push(path.to_path_buf());
 }

@@ -99,14 +99,8 @@ pub fn bench(
 ) -> Result<ExitCode> {
     let products = products.as_ref().map(|(f, b)| (f.as_str(), *b));
     let input = file.unwrap_or_else(default_sample);
-    // removed when dropped: on every way out, errors included
-    let tmp = tempfile::Builder::new()
-        .prefix("vramzip-bench-")
-        .tempdir()
-        .map_err(|e| Error::Io {
-            path: std::env::temp_dir(),
-            source: e,
-        })?;
+    // removed on every way out: errors, Ctrl-C and termination included
+    let tmp = vramzip::format::ScratchDir::new("vramzip-bench-")?;
     let out = tmp.path().join("bench.vz.safetensors");
     // a directory (a sharded model): every shard in turn, one table (or JSON line) each, and one
     // plot each, named after the shard
