@@ -237,7 +237,7 @@ impl ScratchDir {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
-            .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         register_temporary(dir.path());
         Ok(ScratchDir { dir })
     }
