@@ -54,7 +54,6 @@ impl Weights<'_> {
 
 /// Values of a float tensor as f32 (exact for f32, bf16 and f16).
 pub(super) fn to_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
-    let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
     let dtype = WeightType::from_dtype(dtype).ok_or_else(|| {
         Error::InvalidArgument(format!("'{name}': expected a float tensor, not {dtype}"))
     })?;
@@ -65,11 +64,11 @@ pub(super) fn to_f32(name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> 
             .collect(),
         WeightType::BF16 => bytes
             .chunks_exact(2)
-            .map(|b| half::bf16::from_bits(half(b)).to_f32())
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
         WeightType::F16 => bytes
             .chunks_exact(2)
-            .map(|b| half::f16::from_bits(half(b)).to_f32())
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
     })
 }
