@@ -23,46 +23,73 @@ python3 "$(dirname "$0")/make_llm_shaped.py" "$minilm" "$llm"
     "$bin" adapters --backend all
 } > "$out/adapters.txt" 2>&1
 cat "$out/adapters.txt"
-# Most telling first, so that a run cut short (scripts/gpu-run.sh stops it in time) has them:
-# whole-model decode beside the copies, then the products on the Llama-3-8B shapes.
-# the default layout (v2: a stream length per tensor)
-"$bin" bench "$llm" --json > "$out/bench-llm-default.json"
-"$bin" bench "$minilm" --json > "$out/bench-minilm-default.json"
-gemv() { # batch, output name, environment
-    if [ -n "${GEMV_BENCH:-}" ]; then
-        env VRAMZIP_BENCH_BATCH="$1" "${@:3}" "$GEMV_BENCH" --bench ${CRITERION_ARGS:-} > "$out/$2.txt" 2>&1
-        grep -A9 "side by side" "$out/$2.txt"
+# step NAME COMMAND...: the command's output into $out/NAME (its stderr into $out/stderr.log).
+# With REPORT_FROM=NAME the steps before that one are skipped, so that a second call picks up
+# where a run cut short stopped.
+from=${REPORT_FROM:-}
+step() {
+    local name=$1
+    shift
+    if [ -n "$from" ]; then
+        if [ "$name" != "$from" ]; then
+            echo "skipped $name"
+            return 0
+        fi
+        from=""
+    fi
+    echo "step $name ($(date -u +%T))"
+    "$@" > "$out/$name" 2>> "$out/stderr.log"
+}
+# the gemv bench: criterion on the benchmarks whose names contain FILTER (all with ""), then its
+# own side-by-side table of every shape (best of 3 alternating rounds; the targets are read there)
+gemv() { # batch, filter, environment
+    env VRAMZIP_BENCH_BATCH="$1" "${@:3}" "$GEMV_BENCH" --bench ${CRITERION_ARGS:-} $2 2>&1
+}
+[ -n "${GEMV_BENCH:-}" ] || gemv() { echo "no GEMV_BENCH given"; }
+example() {
+    if [ -z "${MINILM_EXAMPLE:-}" ]; then
+        echo "no MINILM_EXAMPLE given"
+    elif [ "$1" = --f32 ] && [ ! -f data/minilm/model.safetensors ]; then
+        echo "no data/minilm/model.safetensors here (scripts/gpu-run.sh carries only bf16)"
+    else
+        [ "$1" = --f32 ] && shift
+        "$MINILM_EXAMPLE" "$@" 2>&1
     fi
 }
-# uncompressed GEMV, decode+product and fused product on the Llama-3-8B shapes
-gemv 1 gemv-batch1
-# products per resident form (Huffman, fixed, the measured choice) beside the uncompressed product
-"$bin" bench "$llm" --resident auto --batch 1 --json > "$out/bench-llm-resident-b1.json"
-gemv 8 gemv-batch8
-"$bin" bench "$llm" --resident auto --batch 8 --json > "$out/bench-llm-resident-b8.json"
-if [ -n "${MINILM_EXAMPLE:-}" ]; then
-    # f32 where the model is here (scripts/gpu-run.sh carries only bf16)
-    if [ -f data/minilm/model.safetensors ]; then
-        "$MINILM_EXAMPLE" > "$out/minilm-example-f32.txt" 2>&1
+criterion_decode() {
+    if [ -n "$crit" ]; then
+        VRAMZIP_BENCH_FILE="$llm" "$crit" --bench ${CRITERION_ARGS:-} 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter"
+    else
+        echo "no gpu_decode bench given"
     fi
-    "$MINILM_EXAMPLE" --bf16 --resident fixed > "$out/minilm-example-bf16.txt" 2>&1
-    "$MINILM_EXAMPLE" --bf16 --resident auto > "$out/minilm-example-bf16-auto.txt" 2>&1
-    grep -h "VRAM\|same bits\|ms per\|measured faster" "$out"/minilm-example-*.txt | head -60
-fi
-for batch in 1 8; do
-    "$bin" bench "$minilm" --resident auto --batch $batch --json > "$out/bench-minilm-resident-b$batch.json"
-done
+}
+verify_llm() {
+    "$bin" compress "$llm" -o "$scratch/llm.vz" && "$bin" verify "$scratch/llm.vz" 2>&1
+}
+# Most telling first, so that a run cut short (scripts/gpu-run.sh stops it in time) has them:
+# whole-model decode beside the copies (the default layout, v2: a stream length per tensor), the
+# products on the Llama-3-8B shapes (uncompressed GEMV, decode+product, fused, fixed form), the
+# products per resident form beside the uncompressed one, the MiniLM forward pass.
+step bench-llm-default.json "$bin" bench "$llm" --json
+step bench-minilm-default.json "$bin" bench "$minilm" --json
+step gemv-batch1.txt gemv 1 ""
+step bench-llm-resident-b1.json "$bin" bench "$llm" --resident auto --batch 1 --json
+step gemv-batch8.txt gemv 8 llm-4096x4096
+step bench-llm-resident-b8.json "$bin" bench "$llm" --resident auto --batch 8 --json
+step minilm-example-bf16.txt example --bf16 --resident fixed
+step minilm-example-bf16-auto.txt example --bf16 --resident auto
+step minilm-example-f32.txt example --f32
+step bench-minilm-resident-b1.json "$bin" bench "$minilm" --resident auto --batch 1 --json
+step bench-minilm-resident-b8.json "$bin" bench "$minilm" --resident auto --batch 8 --json
 # the decoders' code table read through the cache instead of copied to workgroup memory
-VRAMZIP_DECODE_TABLE=cache "$bin" bench "$llm" --json > "$out/bench-llm-table-cache.json"
-gemv 1 gemv-batch1-table-cache VRAMZIP_DECODE_TABLE=cache
-VRAMZIP_DECODE_TABLE=cache "$bin" bench "$minilm" --json > "$out/bench-minilm-table-cache.json"
+step bench-llm-table-cache.json env VRAMZIP_DECODE_TABLE=cache "$bin" bench "$llm" --json
+step gemv-batch1-table-cache.txt gemv 1 llm-4096x4096 VRAMZIP_DECODE_TABLE=cache
+step bench-minilm-table-cache.json env VRAMZIP_DECODE_TABLE=cache "$bin" bench "$minilm" --json
 # streams of 64 groups
-"$bin" bench "$llm" --chunk-groups 64 --json > "$out/bench-llm-cg64.json"
-"$bin" bench "$minilm" --chunk-groups 64 --json > "$out/bench-minilm-cg64.json"
-if [ -n "$crit" ]; then
-    VRAMZIP_BENCH_FILE="$llm" "$crit" --bench ${CRITERION_ARGS:-} 2>&1 | grep -E "^gpu/|time:|thrpt:|adapter" > "$out/criterion-gpu.txt"
-fi
-"$bin" bench --json > "$out/bench-sample.json"
-"$bin" bench "$minilm" --backend all --json > "$out/bench-minilm-all.json" 2> "$out/bench-minilm-all.err" || true
-"$bin" compress "$llm" -o "$scratch/llm.vz" && "$bin" verify "$scratch/llm.vz" > "$out/verify-llm.txt" 2>&1
+step bench-llm-cg64.json "$bin" bench "$llm" --chunk-groups 64 --json
+step bench-minilm-cg64.json "$bin" bench "$minilm" --chunk-groups 64 --json
+step criterion-gpu.txt criterion_decode
+step bench-sample.json "$bin" bench --json
+step bench-minilm-all.json "$bin" bench "$minilm" --backend all --json
+step verify-llm.txt verify_llm
 python3 "$(dirname "$0")/gpu-summary.py" "$out" | tee "$out/summary.txt"

@@ -3,7 +3,8 @@
 # scripts/gpu-pack.sh): installs the loaders, unpacks the binaries and MiniLM, runs
 # scripts/gpu-report.sh for at most REPORT_S seconds (default 540, under the tool's 600 s a
 # call), and leaves in $OUT one archive of every output (the tool returns at most 8 files) and
-# the summary, which it also prints.
+# the summary, which it also prints. A second call with REPORT_FROM=NAME (an output's name, as the
+# log's "step NAME" lines give it) skips the steps before that one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:?OUT: the folder whose files come back}

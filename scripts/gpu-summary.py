@@ -36,4 +36,4 @@ for f in sorted(glob.glob(os.path.join(out, "minilm-example-*.txt"))):
     keep = [l for l in open(f, errors="replace").read().splitlines()
             if any(k in l for k in ("VRAM", "same bits", "ms per", "measured faster", "rror"))]
     print(f"{os.path.basename(f)}:")
-    print("\n".join(keep[:20]))
+    print("\n".join(keep[:12]))
