@@ -99,6 +99,22 @@ fn symbols_the_codebook_never_saw_go_through_the_escape() {
     )
     .unwrap();
     assert_eq!(oracle, data);
+    // the code's size with its escapes (as `inspect` reports it) is what the stream's regions hold
+    let top = vramzip::codec::top_histogram(&data, 16);
+    let hist = vramzip::codec::symbol_histogram(&top, 16, coded.layout.sym_bits);
+    let starts = vramzip::codec::block_starts(&coded.layout, &coded.encoded.index).unwrap();
+    let index: Vec<u32> = (coded.encoded.index.chunks(4))
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let regions: u64 = starts.index[..starts.index.len() - 1]
+        .iter()
+        .map(|&i| {
+            vramzip::codec::region_bits(&index[i as usize..])
+                .iter()
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(coded.codebook.coded_bits(&hist), regions);
 }
 
 #[test]

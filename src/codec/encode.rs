@@ -71,8 +71,13 @@ impl<'a> BitWriter<'a> {
     }
 }
 
-/// A table entry's length bits; an entry is `code << 8 | length`, or [`MISSING`].
-const LEN: u32 = 0x7f;
+/// A table entry's length bits; an entry is `code << 8 | length`, with [`LONG`], or [`MISSING`].
+const LEN: u32 = 0x3f;
+/// Codes added between two flushes where none is [`LONG`].
+const CODES_PER_FLUSH: usize = 4;
+/// Marks an entry of more than 14 bits (an escape and its top bits: up to 23): the coder flushes
+/// around it, so that four codes still fit between two flushes elsewhere.
+const LONG: u32 = 0x40;
 /// The entry of a top the book cannot code: no bits.
 const MISSING: u32 = 0x80;
 
@@ -98,7 +103,7 @@ fn table(book: &Codebook, reversed: bool) -> Box<[u32; huffman::TABLE_SIZE]> {
         } else {
             bits
         };
-        *entry = bits << 8 | len;
+        *entry = bits << 8 | len | if len > 14 { LONG } else { 0 };
     }
     t
 }
@@ -130,13 +135,12 @@ pub fn encode(data: &[u8], layout: &Layout, book: &Codebook) -> Result<Encoded> 
         ));
     }
     let fwd = table(book, false);
-    let short = fwd.iter().all(|&e| e & LEN <= 14);
     let coder = Coder {
         layout,
         data,
+        long: fwd.iter().any(|&e| e & LONG != 0),
         fwd,
         bwd: table(book, true),
-        short,
     };
     // the most a block's stream can take: every symbol an escape
     let most = (layout.max_region_bits() * PAIRS as u64).div_ceil(8) as usize + 8;
@@ -163,8 +167,8 @@ struct Coder<'a> {
     data: &'a [u8],
     fwd: Box<[u32; huffman::TABLE_SIZE]>,
     bwd: Box<[u32; huffman::TABLE_SIZE]>,
-    /// Whether four codes fit between two flushes (escapes included): 7 + 4 * 14 bits.
-    short: bool,
+    /// Whether any entry is [`LONG`] (books with an escape): the coder tests for them only then.
+    long: bool,
 }
 
 impl Coder<'_> {
@@ -188,10 +192,10 @@ impl Coder<'_> {
 
     /// Appends the codes of stream `(first, count)`'s groups to `w`: first to last, or
     /// last to first with each word's elements last to first (`BACK`, with `table` the reversed
-    /// codes); a flush every `N` codes. Each entry is or-ed into `seen`, to find a [`MISSING`]
-    /// one afterwards.
+    /// codes); a flush every [`CODES_PER_FLUSH`] codes, and around each [`LONG`] one. Each entry
+    /// is or-ed into `seen`, to find a [`MISSING`] one afterwards.
     #[inline(always)]
-    fn put_stream<const E: usize, const N: usize, const BACK: bool>(
+    fn put_stream<const E: usize, const LONG_CODES: bool, const BACK: bool>(
         &self,
         table: &[u32; huffman::TABLE_SIZE],
         (first, count): (u64, u64),
@@ -226,16 +230,22 @@ impl Coder<'_> {
                 (1, count)
             }
         };
-        // whole words, `N` codes between flushes
-        let words = (N / E).max(1) as u64;
+        // whole words, `CODES_PER_FLUSH` codes between flushes (7 + 4 * 14 bits)
+        let words = (CODES_PER_FLUSH / E).max(1) as u64;
         while i + words <= end {
             for u in 0..words as usize {
                 let (v, _) = word(i + u as u64);
                 for k in 0..E {
                     let e = entry(v, if BACK { E - 1 - k } else { k });
                     *seen |= e;
-                    w.add(e);
-                    if (u * E + k + 1).is_multiple_of(N) {
+                    if !LONG_CODES || e & LONG == 0 {
+                        w.add(e);
+                    } else {
+                        w.flush()?;
+                        w.add(e);
+                        w.flush()?;
+                    }
+                    if (u * E + k + 1).is_multiple_of(CODES_PER_FLUSH) {
                         w.flush()?;
                     }
                 }
@@ -273,18 +283,18 @@ impl Coder<'_> {
     }
 
     fn block(&self, b: u64, buf: &mut [u8]) -> Result<EncodedBlock> {
-        match (self.layout.elems_per_group(), self.short) {
-            (1, false) => self.block_as::<1, 2>(b, buf),
-            (1, true) => self.block_as::<1, 4>(b, buf),
-            (2, false) => self.block_as::<2, 2>(b, buf),
-            (2, true) => self.block_as::<2, 4>(b, buf),
-            (_, false) => self.block_as::<4, 2>(b, buf),
-            (_, true) => self.block_as::<4, 4>(b, buf),
+        match (self.layout.elems_per_group(), self.long) {
+            (1, false) => self.block_as::<1, false>(b, buf),
+            (1, true) => self.block_as::<1, true>(b, buf),
+            (2, false) => self.block_as::<2, false>(b, buf),
+            (2, true) => self.block_as::<2, true>(b, buf),
+            (_, false) => self.block_as::<4, false>(b, buf),
+            (_, true) => self.block_as::<4, true>(b, buf),
         }
     }
 
-    /// [`Coder::block`] for `E` elements a word, `N` codes between flushes.
-    fn block_as<const E: usize, const N: usize>(
+    /// [`Coder::block`] for `E` elements a word, `LONG_CODES` if any entry is [`LONG`].
+    fn block_as<const E: usize, const LONG_CODES: bool>(
         &self,
         b: u64,
         buf: &mut [u8],
@@ -298,9 +308,9 @@ impl Coder<'_> {
             // the forward stream, first symbol first, then the backward one as it lies: last
             // symbol first, codes reversed
             let span = l.stream_span(b, 2 * p);
-            self.put_stream::<E, N, false>(&self.fwd, span, &mut stream, &mut seen)?;
+            self.put_stream::<E, LONG_CODES, false>(&self.fwd, span, &mut stream, &mut seen)?;
             let span = l.stream_span(b, 2 * p + 1);
-            self.put_stream::<E, N, true>(&self.bwd, span, &mut stream, &mut seen)?;
+            self.put_stream::<E, LONG_CODES, true>(&self.bwd, span, &mut stream, &mut seen)?;
             *region = stream.bits() - start;
         }
         if seen & MISSING != 0 {

@@ -222,6 +222,19 @@ impl Codebook {
         1 << self.sym_bits
     }
 
+    /// Bits this code takes for a histogram of its symbols (`2^sym_bits` entries), escaped
+    /// symbols as the escape's code and their top bits; symbols it cannot code are not counted.
+    pub fn coded_bits(&self, hist: &[u64]) -> u64 {
+        let escaped = match self.lens[self.escape()] {
+            0 => 0,
+            l => l as u64 + self.sym_bits as u64,
+        };
+        hist.iter()
+            .zip(&self.lens)
+            .map(|(&c, &l)| c * if l > 0 { l as u64 } else { escaped })
+            .sum()
+    }
+
     /// Whether every symbol can be coded (directly or through the escape).
     pub fn codes_everything(&self) -> bool {
         self.lens[self.escape()] > 0 || self.lens[..self.escape()].iter().all(|&l| l > 0)

@@ -141,7 +141,7 @@ pub fn tensor_stats(
         sym_bits: Some(layout.sym_bits),
         bound_bits: huffman::entropy_bits(hist) + raw_total as f64,
         unlimited_bits: unlimited,
-        capped_bits: huffman::coded_bits(hist, &book.lens),
+        capped_bits: book.coded_bits(hist),
     }
 }
 
