@@ -358,6 +358,20 @@ fn bench_reports_the_resident_forms() {
     assert!(fixed_layers <= 6);
     let bytes = auto["bytes"].as_f64().unwrap();
     assert!(huffman <= bytes && bytes <= fixed, "{p}");
+    // the chosen forms' products at the bench's batch: the Huffman or the fixed figure where
+    // every layer took one form, a mix of the two otherwise
+    let (at_batch, huffman_s, fixed_s) = (
+        auto["batch_s"].as_f64().unwrap(),
+        p["huffman_s"].as_f64().unwrap(),
+        p["fixed_s"].as_f64().unwrap(),
+    );
+    match fixed_layers {
+        0 => assert_eq!(at_batch, huffman_s, "{p}"),
+        6 => assert_eq!(at_batch, fixed_s, "{p}"),
+        _ => assert!(at_batch > 0.0 && at_batch < huffman_s + fixed_s, "{p}"),
+    }
+    let over = auto["over_uncompressed"].as_f64().unwrap();
+    assert!((over - at_batch / p["uncompressed_s"].as_f64().unwrap()).abs() < 1e-9);
     // an unknown form is refused
     let bad = vramzip(&["bench", "--resident", "fast"]);
     assert!(!bad.status.success());

@@ -217,9 +217,22 @@ pub struct ProductBench {
     /// ([`GpuContext::linear`]); the fixed form built from it there
     /// ([`GpuContext::fixed_from`]). The fixed form's load is the last two.
     pub load_s: Option<[f64; 3]>,
-    /// With `auto`: resident bytes, seconds of batch-1 products (the batch the choice is made
-    /// at), and layers that took the fixed form, of the measured choice (no budget).
-    pub auto: Option<(u64, f64, usize)>,
+    /// With `auto`: the measured choice (no budget).
+    pub auto: Option<AutoBench>,
+}
+
+/// The layers of a [`ProductBench`] each in the form [`GpuContext::linears_auto`] chose.
+#[derive(Clone, Copy, Debug)]
+pub struct AutoBench {
+    /// Resident bytes.
+    pub bytes: u64,
+    /// Seconds of the batch-1 products the choice was made by, summed.
+    pub batch1_s: f64,
+    /// Seconds of the products at the bench's batch, each layer on its chosen form (the same
+    /// measurements as `huffman_s` and `fixed_s`), summed.
+    pub batch_s: f64,
+    /// Layers that took the fixed form.
+    pub fixed_layers: usize,
 }
 
 /// Times the products of `batch` columns on the matrices of `archive` (whose original bytes, in
@@ -248,7 +261,9 @@ pub fn bench_products(
         load_s: fixed_too.then_some([0.0; 3]),
         auto: None,
     };
+    // per layer: its name, and its product's seconds at `batch` on each form
     let mut names = Vec::new();
+    let mut seconds = Vec::new();
     for (t, bytes) in archive.tensors.iter().zip(original) {
         let name = t.meta.name.as_str();
         // the matrices products take (and the fixed form, where asked); errors past that count
@@ -308,18 +323,26 @@ pub fn bench_products(
             *b.fixed_s.get_or_insert(0.0) += best[2];
         }
         names.push(name);
+        seconds.push((best[1], best[2]));
     }
     if forms == Forms::Fastest {
         let (_, choices) = ctx.linears_auto(archive, &names, None)?;
-        let mut auto = (0, 0.0, 0);
-        for c in &choices {
-            let (bytes, seconds) = match c.resident {
-                Resident::Fixed => (c.bytes.1.unwrap_or(0), c.seconds.1.unwrap_or(0.0)),
-                Resident::Huffman => (c.bytes.0, c.seconds.0),
+        let mut auto = AutoBench {
+            bytes: 0,
+            batch1_s: 0.0,
+            batch_s: 0.0,
+            fixed_layers: 0,
+        };
+        // the choices come in the order of the names asked for
+        for (c, &(huffman_s, fixed_s)) in choices.iter().zip(&seconds) {
+            let (bytes, batch1, at_batch) = match c.resident {
+                Resident::Fixed => (c.bytes.1.unwrap_or(0), c.seconds.1.unwrap_or(0.0), fixed_s),
+                Resident::Huffman => (c.bytes.0, c.seconds.0, huffman_s),
             };
-            auto.0 += bytes;
-            auto.1 += seconds;
-            auto.2 += (c.resident == Resident::Fixed) as usize;
+            auto.bytes += bytes;
+            auto.batch1_s += batch1;
+            auto.batch_s += at_batch;
+            auto.fixed_layers += (c.resident == Resident::Fixed) as usize;
         }
         b.auto = Some(auto);
     }
