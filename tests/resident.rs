@@ -295,7 +295,7 @@ fn the_measured_choice_keeps_to_its_budget() {
         .map(|t| t.meta.name.clone())
         .collect();
     let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    let (layers, choices) = gpu.linears_auto(&archive, &names, None).unwrap();
+    let (layers, choices) = gpu.linears_auto(&archive, &names, None, 2).unwrap();
     assert_eq!(layers.len(), names.len());
     let huffman: u64 = choices.iter().map(|c| c.bytes.0).sum();
     for (l, c) in layers.iter().zip(&choices) {
@@ -316,14 +316,16 @@ fn the_measured_choice_keeps_to_its_budget() {
         assert_eq!(as_results(&got), as_results(&want), "{}", c.name);
     }
     // a budget of the Huffman forms alone leaves every layer Huffman-coded
-    let (layers, choices) = gpu.linears_auto(&archive, &names, Some(huffman)).unwrap();
+    let (layers, choices) = gpu
+        .linears_auto(&archive, &names, Some(huffman), 2)
+        .unwrap();
     assert!(choices.iter().all(|c| c.resident == Resident::Huffman));
     assert_eq!(
         layers.iter().map(|l| l.resident_bytes()).sum::<u64>(),
         huffman
     );
     let e = gpu
-        .linears_auto(&archive, &names, Some(huffman - 1))
+        .linears_auto(&archive, &names, Some(huffman - 1), 2)
         .unwrap_err();
     assert!(e.to_string().contains("smallest resident form"), "{e}");
 }
@@ -358,10 +360,10 @@ fn bench_reports_the_resident_forms() {
     assert!(fixed_layers <= 6);
     let bytes = auto["bytes"].as_f64().unwrap();
     assert!(huffman <= bytes && bytes <= fixed, "{p}");
-    // the chosen forms' products at the bench's batch: the Huffman or the fixed figure where
-    // every layer took one form, a mix of the two otherwise
+    // the chosen forms' products: the Huffman or the fixed figure where every layer took one
+    // form, a mix of the two otherwise
     let (at_batch, huffman_s, fixed_s) = (
-        auto["batch_s"].as_f64().unwrap(),
+        auto["s"].as_f64().unwrap(),
         p["huffman_s"].as_f64().unwrap(),
         p["fixed_s"].as_f64().unwrap(),
     );

@@ -221,16 +221,15 @@ pub struct ProductBench {
     pub auto: Option<AutoBench>,
 }
 
-/// The layers of a [`ProductBench`] each in the form [`GpuContext::linears_auto`] chose.
+/// The layers of a [`ProductBench`] each in the form [`GpuContext::linears_auto`] chose by
+/// products at the bench's batch.
 #[derive(Clone, Copy, Debug)]
 pub struct AutoBench {
     /// Resident bytes.
     pub bytes: u64,
-    /// Seconds of the batch-1 products the choice was made by, summed.
-    pub batch1_s: f64,
-    /// Seconds of the products at the bench's batch, each layer on its chosen form (the same
-    /// measurements as `huffman_s` and `fixed_s`), summed.
-    pub batch_s: f64,
+    /// Seconds of the products, each layer on its chosen form (the same measurements as
+    /// `huffman_s` and `fixed_s`), summed.
+    pub seconds: f64,
     /// Layers that took the fixed form.
     pub fixed_layers: usize,
 }
@@ -326,22 +325,20 @@ pub fn bench_products(
         seconds.push((best[1], best[2]));
     }
     if forms == Forms::Fastest {
-        let (_, choices) = ctx.linears_auto(archive, &names, None)?;
+        let (_, choices) = ctx.linears_auto(archive, &names, None, batch)?;
         let mut auto = AutoBench {
             bytes: 0,
-            batch1_s: 0.0,
-            batch_s: 0.0,
+            seconds: 0.0,
             fixed_layers: 0,
         };
         // the choices come in the order of the names asked for
         for (c, &(huffman_s, fixed_s)) in choices.iter().zip(&seconds) {
-            let (bytes, batch1, at_batch) = match c.resident {
-                Resident::Fixed => (c.bytes.1.unwrap_or(0), c.seconds.1.unwrap_or(0.0), fixed_s),
-                Resident::Huffman => (c.bytes.0, c.seconds.0, huffman_s),
+            let (bytes, seconds) = match c.resident {
+                Resident::Fixed => (c.bytes.1.unwrap_or(0), fixed_s),
+                Resident::Huffman => (c.bytes.0, huffman_s),
             };
             auto.bytes += bytes;
-            auto.batch1_s += batch1;
-            auto.batch_s += at_batch;
+            auto.seconds += seconds;
             auto.fixed_layers += (c.resident == Resident::Fixed) as usize;
         }
         b.auto = Some(auto);

@@ -39,8 +39,9 @@ pub enum Forms {
     /// All in this form; [`Resident::Fixed`] applies to BF16 matrices, the others stay
     /// Huffman-coded.
     All(Resident),
-    /// Each BF16 matrix in the form whose batch-1 product is faster on this device, measured at
-    /// load ([`GpuContext::linears_auto`], no VRAM budget); the others Huffman-coded.
+    /// Each BF16 matrix in the form whose product is faster on this device, measured at load
+    /// ([`GpuContext::linears_auto`], no VRAM budget, at the batch the model's products take);
+    /// the others Huffman-coded.
     Fastest,
 }
 
@@ -74,7 +75,7 @@ pub struct ResidentChoice {
     pub resident: Resident,
     /// Resident bytes in the Huffman form and, where the layer can take it, the fixed form.
     pub bytes: (u64, Option<u64>),
-    /// Seconds a batch-1 product took on each form (as `bytes`).
+    /// Seconds a product of the batch chosen by took on each form (as `bytes`).
     pub seconds: (f64, Option<f64>),
 }
 
@@ -171,8 +172,9 @@ impl GpuContext {
     }
 
     /// Uploads the weights `names` of `archive` as linear layers, each in the form that makes its
-    /// batch-1 product fastest on this device, as far as `budget` (resident bytes of all the
-    /// layers together; `None`: no limit) allows. Every layer starts in the Huffman form; the
+    /// product of `batch` columns fastest on this device (the form stays for every batch: choose
+    /// by the one the caller runs most), as far as `budget` (resident bytes of all the layers
+    /// together; `None`: no limit) allows. Every layer starts in the Huffman form; the
     /// bf16 ones are also timed in the fixed form, and take it in order of time saved per byte
     /// added while the budget holds. Errors if the Huffman forms alone exceed the budget. The
     /// fixed form of each bf16 layer is built on the GPU twice (to measure, then to keep), so
@@ -182,16 +184,17 @@ impl GpuContext {
         archive: &Archive,
         names: &[&str],
         budget: Option<u64>,
+        batch: u32,
     ) -> Result<(Vec<Linear>, Vec<ResidentChoice>)> {
         let mut layers = Vec::with_capacity(names.len());
         let mut choices = Vec::with_capacity(names.len());
         for &name in names {
             let mut layer = self.linear(archive, name)?;
-            self.tune(&mut layer, &[1])?;
-            let huffman = (layer.resident_bytes(), self.product_seconds(&layer)?);
+            self.tune(&mut layer, &[batch])?;
+            let huffman = (layer.resident_bytes(), self.product_seconds(&layer, batch)?);
             let fixed = if layer.dtype == WeightType::BF16 {
                 let f = self.fixed_from(&layer)?;
-                Some((f.resident_bytes(), self.product_seconds(&f)?))
+                Some((f.resident_bytes(), self.product_seconds(&f, batch)?))
             } else {
                 None
             };
@@ -233,16 +236,16 @@ impl GpuContext {
         Ok((layers, choices))
     }
 
-    /// Seconds a batch-1 product of `layer` takes here, in the way it was chosen: best of two
-    /// rounds of a few products.
-    fn product_seconds(&self, layer: &Linear) -> Result<f64> {
-        let workspace = self.workspace_for(&[layer], 1)?;
-        let x = self.output_buffer(4 * layer.cols as u64)?;
-        let y = self.output_buffer(4 * layer.rows as u64)?;
+    /// Seconds a product of `batch` columns on `layer` takes here, in the way it was chosen: best
+    /// of two rounds of a few products.
+    fn product_seconds(&self, layer: &Linear, batch: u32) -> Result<f64> {
+        let workspace = self.workspace_for(&[layer], batch)?;
+        let x = self.output_buffer(4 * layer.cols as u64 * batch as u64)?;
+        let y = self.output_buffer(4 * layer.rows as u64 * batch as u64)?;
         let mut best = f64::INFINITY;
         for _ in 0..2 {
             let t = self.time(5, &mut |e| {
-                self.record_product(e, layer, &workspace, &x, &y, 1)
+                self.record_product(e, layer, &workspace, &x, &y, batch)
             })?;
             best = best.min(t.seconds);
         }

@@ -29,8 +29,8 @@ fn products_json(adapter: &str, p: &gpu::bench::ProductBench) -> serde_json::Val
         "huffman_over_uncompressed": p.huffman_s / p.uncompressed_s, "fixed_over_uncompressed": over(p.fixed_s),
         "load": p.load_s.map(|[raw, huffman, build]| serde_json::json!({"bf16_s": raw, "huffman_s": huffman, "build_s": build,
             "fixed_s": huffman + build, "fixed_over_bf16": (huffman + build) / raw})),
-        "auto": p.auto.map(|a| serde_json::json!({"bytes": a.bytes, "batch1_s": a.batch1_s, "batch_s": a.batch_s,
-            "over_uncompressed": a.batch_s / p.uncompressed_s, "fixed_layers": a.fixed_layers}))})
+        "auto": p.auto.map(|a| serde_json::json!({"bytes": a.bytes, "s": a.seconds,
+            "over_uncompressed": a.seconds / p.uncompressed_s, "fixed_layers": a.fixed_layers}))})
 }
 
 fn say_products(adapter: &str, p: &gpu::bench::ProductBench) {
@@ -72,12 +72,11 @@ fn say_products(adapter: &str, p: &gpu::bench::ProductBench) {
     }
     if let Some(a) = p.auto {
         say!(
-            "  auto            {:.3} ms = {:.3}x uncompressed; {} of {} layers fixed (chosen by batch-1 products, {:.3} ms); resident {} bytes = {:.4} of uncompressed",
-            a.batch_s * 1e3,
-            a.batch_s / p.uncompressed_s,
+            "  auto            {:.3} ms = {:.3}x uncompressed; {} of {} layers fixed (chosen by products of this batch); resident {} bytes = {:.4} of uncompressed",
+            a.seconds * 1e3,
+            a.seconds / p.uncompressed_s,
             a.fixed_layers,
             p.layers,
-            a.batch1_s * 1e3,
             a.bytes,
             a.bytes as f64 / p.original_bytes.max(1) as f64
         );

@@ -50,7 +50,9 @@ impl Bert {
                     let bf16 = weights.meta(name)?.0 == "BF16";
                     let mut l = match (forms, bf16) {
                         (Forms::Fastest, true) => {
-                            let (mut l, c) = gpu.linears_auto(archive, &[name], None)?;
+                            // by products of MAX_BATCH tokens, the most a pass's product takes
+                            // at once (a sentence of more runs that many at a time)
+                            let (mut l, c) = gpu.linears_auto(archive, &[name], None, MAX_BATCH)?;
                             chosen.extend(c);
                             l.pop()
                                 .ok_or_else(|| Error::Gpu(format!("'{name}' not loaded")))?
