@@ -260,7 +260,7 @@ pub fn bench_products(
         load_s: fixed_too.then_some([0.0; 3]),
         auto: None,
     };
-    // per layer: its name, and its product's seconds at `batch` on each form
+    // per layer, in the order of `names`: its product's seconds at `batch` on each form
     let mut names = Vec::new();
     let mut seconds = Vec::new();
     for (t, bytes) in archive.tensors.iter().zip(original) {

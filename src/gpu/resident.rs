@@ -75,7 +75,7 @@ pub struct ResidentChoice {
     pub resident: Resident,
     /// Resident bytes in the Huffman form and, where the layer can take it, the fixed form.
     pub bytes: (u64, Option<u64>),
-    /// Seconds a product of the batch chosen by took on each form (as `bytes`).
+    /// Seconds a product of the batch it was chosen by took on each form (as `bytes`).
     pub seconds: (f64, Option<f64>),
 }
 
