@@ -179,6 +179,26 @@ fn a_tensor_over_4_gib_round_trips() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `cmd` (its output discarded), sends it SIG`signal` after `delay_ms`, and returns how it
+/// ended.
+#[cfg(unix)]
+fn interrupt(
+    mut cmd: std::process::Command,
+    signal: &str,
+    delay_ms: u64,
+) -> std::process::ExitStatus {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    let _ = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status();
+    child.wait().unwrap()
+}
+
 /// Ctrl-C or SIGTERM in the middle of `vramzip bench`: its scratch folder in the temporary
 /// directory (a compressed copy of the input, as large as the model) goes with the process.
 #[cfg(unix)]
@@ -192,18 +212,11 @@ fn an_interrupted_bench_leaves_no_scratch_folder() {
     std::fs::create_dir(&temp).unwrap();
     let mut interrupted = 0;
     for (signal, delay_ms) in [("INT", 150u64), ("TERM", 300), ("INT", 600), ("TERM", 1000)] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"))
+        let mut bench = std::process::Command::new(env!("CARGO_BIN_EXE_vramzip"));
+        bench
             .args(["bench", "--cpu", src.to_str().unwrap()])
-            .env("TMPDIR", &temp)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = std::process::Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status();
-        let status = child.wait().unwrap();
+            .env("TMPDIR", &temp);
+        let status = interrupt(bench, signal, delay_ms);
         interrupted += (status.code() == Some(130)) as usize;
         let left: Vec<_> = std::fs::read_dir(&temp).unwrap().collect();
         assert!(
@@ -247,17 +260,9 @@ fn an_interrupted_run_leaves_no_temporary_files() {
                 back.to_str().unwrap(),
             ],
         ] {
-            let mut child = std::process::Command::new(exe)
-                .args(&args)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-            let _ = std::process::Command::new("kill")
-                .args([format!("-{signal}"), child.id().to_string()])
-                .status();
-            let status = child.wait().unwrap();
+            let mut run = std::process::Command::new(exe);
+            run.args(&args);
+            let status = interrupt(run, signal, delay_ms);
             // 130: the handler ran in the middle of the work
             interrupted += (status.code() == Some(130)) as usize;
             let left: Vec<String> = std::fs::read_dir(&*dir)
