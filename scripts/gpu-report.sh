@@ -92,4 +92,5 @@ step criterion-gpu.txt criterion_decode
 step bench-sample.json "$bin" bench --json
 step bench-minilm-all.json "$bin" bench "$minilm" --backend all --json
 step verify-llm.txt verify_llm
+[ -z "$from" ] || echo "REPORT_FROM=$from names no step: nothing was measured" | tee -a "$out/stderr.log"
 python3 "$(dirname "$0")/gpu-summary.py" "$out" | tee "$out/summary.txt"
