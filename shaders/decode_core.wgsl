@@ -182,14 +182,23 @@ fn start_block(block: u32, s: u32) -> Geom {
         }
         loaded_table = pc.table_base;
     }
-    // the block's index: `min | width << 27`, then one `width`-bit delta a region
+    let gm = geom(pc, b, s);
+    // the block's index: `min | width << 27`, then one `width`-bit delta for each region that
+    // holds symbols, the first `pairs`: those of its whole quarters and of a partial one's lanes
+    let quarters = gm.groups / gm.quarter_groups;
+    let streams = quarters * LANES + min(gm.groups % gm.quarter_groups, LANES);
+    let pairs = (streams + 1u) / 2u;
     let head = index[info.z];
     let width = min(head >> 27u, 24u);
     if (s < PAIRS) {
-        let bit = s * width;
-        let word = info.z + 1u + (bit >> 5u);
-        let delta = window(index[word], index[word + 1u], bit & 31u) & low_bits(width);
-        wg_region_end[s] = (head & 0x7ffffffu) + delta;
+        var len = 0u;
+        if (s < pairs) {
+            let bit = s * width;
+            let word = info.z + 1u + (bit >> 5u);
+            let delta = window(index[word], index[word + 1u], bit & 31u) & low_bits(width);
+            len = (head & 0x7ffffffu) + delta;
+        }
+        wg_region_end[s] = len;
     }
     // inclusive prefix sum, Hillis-Steele: 7 steps for 128 regions
     for (var offset = 1u; offset < PAIRS; offset *= 2u) {
@@ -222,7 +231,7 @@ fn start_block(block: u32, s: u32) -> Geom {
     rd_cur = load_word(rd_word);
     rd_nxt = load_word(rd_word + rd_step);
     rd_ahead = load_word(rd_word + 2u * rd_step);
-    return geom(pc, b, s);
+    return gm;
 }
 
 // The blocks [first, end) that workgroup `wid` of `nwg` takes of `blocks`: a contiguous range,

@@ -108,8 +108,10 @@ fn symbols_the_codebook_never_saw_go_through_the_escape() {
         .collect();
     let regions: u64 = starts.index[..starts.index.len() - 1]
         .iter()
-        .map(|&i| {
-            vramzip::codec::region_bits(&index[i as usize..])
+        .enumerate()
+        .map(|(b, &i)| {
+            let pairs = coded.layout.block_pairs(b as u64);
+            vramzip::codec::region_bits(&index[i as usize..], pairs)
                 .iter()
                 .sum::<u64>()
         })

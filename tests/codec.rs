@@ -75,32 +75,41 @@ fn both_decoders(layout: &Layout, enc: &codec::Encoded, book: &Codebook) {
     }
 }
 
-/// A block shorter than four quarters: the regions of its missing quarters hold no symbols, so
-/// an index giving one of them a bit (hidden in the last stream word's padding) is corrupt, and
-/// both decoders say so.
+/// A tensor's last block, when short, indexes only the regions that hold symbols (its whole
+/// quarters' and a partial quarter's lanes'): its index is `1 + ceil(pairs * width / 32)` words,
+/// and one word more (room for a region without symbols to hide bits) is corrupt to both
+/// decoders.
 #[test]
-fn a_bit_in_a_region_past_the_tensor_end_is_corrupt() {
-    let mut tried = 0;
-    for n in (700..760).step_by(3) {
+fn a_short_block_indexes_only_its_regions_with_symbols() {
+    // (elements, groups a stream, regions with symbols in the last block)
+    let cases = [
+        (733, 128, 32), // 367 words: every lane of the first quarter has some
+        (560, 4, 44),   // 280 words: a whole quarter of 256, then 24 lanes of one word
+        (601, 1, 23),   // 301 words: a whole block of 256, then 45 lanes of one word
+        (5000, 2, 128), // 2500 words: four whole quarters of 128 in the last block
+    ];
+    for (n, chunk_groups, pairs) in cases {
         let data = weightlike_bf16(n, 5);
-        let coded = codec::compress(&data, 16, 128).unwrap().unwrap();
+        let coded = codec::compress(&data, 16, chunk_groups).unwrap().unwrap();
         let (layout, book, mut enc) = (coded.layout, coded.codebook, coded.encoded);
-        let regions = codec::region_bits(&bytes_to_words(&enc.index));
-        let total: u64 = regions.iter().sum();
-        let head = u32::from_le_bytes(enc.index[..4].try_into().unwrap());
-        let width = head >> 27;
-        // the last region's delta is its last `width` bits; room for a bit in the padding
-        if !total.is_multiple_of(32) && width > 0 && regions[127] == 0 && (head & 0x7ffffff) == 0 {
-            let bit = 32 + 127 * width as usize;
-            enc.index[bit / 8] |= 1 << (bit % 8);
-            assert_eq!(codec::region_bits(&bytes_to_words(&enc.index))[127], 1);
-            let mut out = vec![0u8; data.len()];
-            assert!(codec::decode(&layout, &enc, &book, &mut out, "t").is_err());
-            both_decoders(&layout, &enc, &book);
-            tried += 1;
-        }
+        let last = layout.blocks() - 1;
+        assert_eq!(layout.block_pairs(last), pairs, "n = {n}");
+        let starts = codec::block_starts(&layout, &enc.index).unwrap();
+        let words = bytes_to_words(&enc.index[4 * starts.index[last as usize] as usize..]);
+        let width = words[0] >> 27;
+        assert_eq!(
+            words.len(),
+            1 + (pairs * width as usize).div_ceil(32),
+            "n = {n}"
+        );
+        let regions = codec::region_bits(&words, pairs);
+        assert!(regions[pairs..].iter().all(|&r| r == 0));
+        assert!(regions[..pairs].iter().all(|&r| r > 0));
+        enc.index.extend_from_slice(&[0; 4]);
+        let mut out = vec![0u8; data.len()];
+        assert!(codec::decode(&layout, &enc, &book, &mut out, "t").is_err());
+        both_decoders(&layout, &enc, &book);
     }
-    assert!(tried > 0, "no tensor size gave room for the corrupt bit");
 }
 
 fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {

@@ -99,7 +99,9 @@ impl Choice {
 
 /// The index's size in bits, estimated before encoding: about 9 bits a region on real weights.
 fn index_estimate(layout: &Layout) -> u64 {
-    layout.blocks() * (32 + 9 * PAIRS as u64)
+    let last = layout.blocks().saturating_sub(1);
+    let pairs = last * PAIRS as u64 + layout.block_pairs(last) as u64;
+    32 * layout.blocks() + 9 * pairs
 }
 
 /// Picks the `sym_bits` that makes the tensor smallest, or `None` when storing it verbatim is

@@ -316,6 +316,8 @@ impl Coder<'_> {
         if seen & MISSING != 0 {
             return Err(self.no_code::<E>(b));
         }
+        // the regions past the block's last stream with symbols are empty and not indexed
+        let regions = &regions[..l.block_pairs(b)];
         let min = *regions.iter().min().unwrap_or(&0);
         let delta_bits = width_for(regions.iter().max().unwrap_or(&0) - min);
         if min >= 1 << 27 || delta_bits > MAX_DELTA_BITS {
@@ -326,7 +328,7 @@ impl Coder<'_> {
         let mut index = vec![0u8; 16 + 16 * delta_bits as usize];
         let mut w = BitWriter::new(&mut index);
         w.put(min as u32 | delta_bits << 27, 32)?;
-        for &len in &regions {
+        for &len in regions {
             w.put((len - min) as u32, delta_bits)?;
         }
         Ok(EncodedBlock {

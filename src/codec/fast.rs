@@ -256,7 +256,10 @@ pub(super) fn decode(
                     bytes,
                     raw: &enc.raw,
                     b: b as u64,
-                    regions: region_bits(&index[starts.index[b] as usize..]),
+                    regions: region_bits(
+                        &index[starts.index[b] as usize..],
+                        layout.block_pairs(b as u64),
+                    ),
                 };
                 block
                     .decode(tops, out)

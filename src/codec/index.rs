@@ -15,12 +15,23 @@ pub struct BlockStarts {
 }
 
 /// The lengths in bits of the regions of the block whose index starts at `words[0]` (`words`
-/// may run on past it).
-pub fn region_bits(words: &[u32]) -> [u64; PAIRS] {
+/// may run on past it) and has `pairs` regions ([`Layout::block_pairs`]); the others are empty.
+pub fn region_bits(words: &[u32], pairs: usize) -> [u64; PAIRS] {
     let head = words.first().copied().unwrap_or(0);
     let (min, delta_bits) = ((head & mask(27)) as u64, (head >> 27).min(MAX_DELTA_BITS));
     let deltas = words.get(1..).unwrap_or(&[]);
-    std::array::from_fn(|p| min + peek(deltas, p as u64 * delta_bits as u64, delta_bits) as u64)
+    std::array::from_fn(|p| {
+        if p < pairs {
+            min + peek(deltas, p as u64 * delta_bits as u64, delta_bits) as u64
+        } else {
+            0
+        }
+    })
+}
+
+/// Words of a block's index with `pairs` regions of deltas `delta_bits` wide.
+fn index_words(pairs: usize, delta_bits: u32) -> u64 {
+    1 + (pairs as u64 * delta_bits as u64).div_ceil(32)
 }
 
 /// Walks the index of a tensor of `layout`: each block's start in the index and in the stream.
@@ -47,11 +58,12 @@ pub fn block_starts(layout: &Layout, index: &[u8]) -> std::result::Result<BlockS
         if delta_bits > MAX_DELTA_BITS {
             return Err(format!("block {b}: deltas of {delta_bits} bits"));
         }
-        let next = at + 1 + 4 * delta_bits as u64;
+        let pairs = layout.block_pairs(b as u64);
+        let next = at + index_words(pairs, delta_bits);
         if next > words.len() as u64 {
             return Err(format!("index ends within block {b}"));
         }
-        let regions = region_bits(&words[at as usize..next as usize]);
+        let regions = region_bits(&words[at as usize..next as usize], pairs);
         if regions.iter().any(|&r| r > layout.max_region_bits()) {
             return Err(format!(
                 "block {b} has a region longer than its symbols can be"

@@ -33,12 +33,15 @@
 //!   first word; each block starts on a 32-bit word boundary, right after the one before.
 //!   Reading a backward stream is reading forward the bit-reversed words of its region in
 //!   descending order, which is how the WGSL decoder does it.
-//! * **Index**: per block, little-endian u32 words: first `min | width << 27` (the shortest
-//!   region in bits, and the bits of each delta, at most [`MAX_DELTA_BITS`]), then the 128
-//!   deltas `length - min` in `width` bits each, least significant bit first: `4 * width` words.
-//!   So a block's index is `1 + 4 * width` words, about 9 bits a pair on real weights (0.07% to
-//!   0.17% of the file, measured in BENCHMARKS.md). Where each block's index and stream begin is
-//!   a prefix sum the reader computes (as u64 on the CPU, so tensors over 4 GiB are fine).
+//! * **Index**: per block, little-endian u32 words, for the block's `P` regions that hold
+//!   symbols (its first `P`: [`Layout::block_pairs`], 128 in all blocks but a tensor's last):
+//!   first `min | width << 27` (the shortest of those regions in bits, and the bits of each
+//!   delta, at most [`MAX_DELTA_BITS`]), then their `P` deltas `length - min` in `width` bits
+//!   each, least significant bit first, the last word padded with zeros. So a block's index is
+//!   `1 + ceil(P * width / 32)` words, `1 + 4 * width` for a full block, about 9 bits a pair on
+//!   real weights (0.06% to 0.15% of the file, measured in BENCHMARKS.md); the other regions are
+//!   empty. Where each block's index and stream begin is a prefix sum the reader computes (as
+//!   u64 on the CPU, so tensors over 4 GiB are fine).
 //! * **Code table**: code lengths per symbol (see [`Codebook`]), shared or per tensor.
 
 mod choose;
@@ -148,11 +151,24 @@ impl Layout {
     }
     /// Independent decode streams that have symbols: how many GPU threads can decode at once.
     pub fn streams(&self) -> u64 {
+        self.streams_of(self.groups())
+    }
+    /// Streams with symbols among the first `groups` groups of a block (or of the tensor, whose
+    /// blocks are all full but the last): whole quarters, then the lanes of a partial one. They
+    /// are the first streams of a block.
+    fn streams_of(&self, groups: u64) -> u64 {
         let (full, rest) = (
-            self.groups() / self.quarter_groups(),
-            self.groups() % self.quarter_groups(),
+            groups / self.quarter_groups(),
+            groups % self.quarter_groups(),
         );
         full * LANES as u64 + rest.min(LANES as u64)
+    }
+    /// Regions of block `b` that hold symbols: its first, the ones the index has lengths for.
+    /// [`PAIRS`] but in a tensor's last block.
+    pub fn block_pairs(&self, b: u64) -> usize {
+        let first = b * self.block_groups();
+        let groups = self.groups().saturating_sub(first).min(self.block_groups());
+        self.streams_of(groups).div_ceil(2) as usize
     }
     /// The longest a region can be, in bits: two streams of escapes (a 12-bit code and the
     /// symbol's own bits each).

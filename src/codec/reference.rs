@@ -70,7 +70,10 @@ pub fn decode_reference(
         .try_for_each(|(b, out)| {
             let first_group = b as u64 * block_groups;
             let block_stream = &stream[starts.stream[b] as usize..starts.stream[b + 1] as usize];
-            let regions = region_bits(&index[starts.index[b] as usize..]);
+            let regions = region_bits(
+                &index[starts.index[b] as usize..],
+                layout.block_pairs(b as u64),
+            );
             let mut region_start = 0u64;
             for (p, &region) in regions.iter().enumerate() {
                 let region_end = region_start + region;
