@@ -5,7 +5,7 @@
 //! * `__vramzip__.header`: the original file's header bytes, so decompression restores the file
 //!   byte for byte;
 //! * per coded tensor, one U8 tensor under the original name holding its parts back to back:
-//!   chunk index, stream, raw plane (see [`crate::codec`] for the layout), then its code table
+//!   index, stream, raw plane (see [`crate::codec`] for the layout), then its code table
 //!   unless the manifest names a shared codebook tensor instead;
 //! * tensors stored verbatim keep their own name, dtype and shape, and stay usable as they are.
 //!

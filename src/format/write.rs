@@ -55,13 +55,13 @@ pub struct TensorStats {
     pub original_bytes: u64,
     /// Bytes in the compressed file (all parts, code table included).
     pub compressed_bytes: u64,
-    /// Bytes of the chunk index within `compressed_bytes`: what the streams need to find their
+    /// Bytes of the index within `compressed_bytes`: what the streams need to find their
     /// starts.
     pub index_bytes: u64,
     /// Bytes of its own code table within `compressed_bytes` (0 with a shared codebook, stored
     /// once for the file).
     pub table_bytes: u64,
-    /// Independent decode streams (chunks): how many GPU threads can decode it at once.
+    /// Independent decode streams: how many GPU threads can decode it at once.
     pub streams: u64,
     /// Coded symbol width, `None` when stored verbatim.
     pub sym_bits: Option<u32>,

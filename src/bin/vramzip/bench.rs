@@ -232,11 +232,11 @@ fn bench_in(
             tot.cap_cost_pct()
         );
         say!(
-            "metadata          {:.3}% of the output (header, chunk index, code tables)",
+            "metadata          {:.3}% of the output (header, index, code tables)",
             meta_pct
         );
         say!(
-            "streams           {} independent decode streams, chunk index {} bytes ({:.3}% of the data)",
+            "streams           {} independent decode streams, index {} bytes ({:.3}% of the data)",
             tot.streams,
             tot.index,
             100.0 * tot.index as f64 / tot.compressed.max(1) as f64
