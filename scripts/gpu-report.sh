@@ -85,6 +85,10 @@ step bench-minilm-resident-b8.json "$bin" bench "$minilm" --resident auto --batc
 step bench-llm-table-cache.json env VRAMZIP_DECODE_TABLE=cache "$bin" bench "$llm" --json
 step gemv-batch1-table-cache.txt gemv 1 llm-4096x4096 VRAMZIP_DECODE_TABLE=cache
 step bench-minilm-table-cache.json env VRAMZIP_DECODE_TABLE=cache "$bin" bench "$minilm" --json
+# every decode testing each symbol for an escape (per-tensor tables have none): what per-tensor
+# codes with an escape would cost (they would make f16 files 0.02-0.03% smaller; BENCHMARKS.md)
+step bench-llm-escape-test.json env VRAMZIP_DECODE_ESCAPES=always "$bin" bench "$llm" --json
+step gemv-batch1-escape-test.txt gemv 1 llm-4096x4096 VRAMZIP_DECODE_ESCAPES=always
 # streams of 64 groups
 step bench-llm-cg64.json "$bin" bench "$llm" --chunk-groups 64 --json
 step bench-minilm-cg64.json "$bin" bench "$minilm" --chunk-groups 64 --json

@@ -326,6 +326,16 @@ fn the_table_read_through_the_cache_decodes_bit_exact_too() {
 }
 
 #[test]
+fn the_escape_test_on_every_symbol_decodes_bit_exact_too() {
+    // the pipeline that tests each symbol for an escape, on per-tensor tables that have none:
+    // what `VRAMZIP_DECODE_ESCAPES=always` measures on a GPU
+    let always = GpuContext::new(&GpuOptions::default().with_escape_test(true)).unwrap();
+    assert!(always.escape_test_always && !ctx().escape_test_always);
+    let (_, archive) = compressed("gpu-escape-test", &sample(), 64);
+    check_all(&always, &archive);
+}
+
+#[test]
 fn the_gl_backend_decodes_bit_exact_too() {
     let gl = GpuContext::new(&GpuOptions::default().with_backend("gl")).unwrap_or_else(|e| {
         panic!("no OpenGL adapter: {e}. Install one (apt-get install libegl-mesa0 libgl1-mesa-dri) rather than skipping.")

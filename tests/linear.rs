@@ -325,6 +325,19 @@ fn the_table_read_through_the_cache_gives_the_same_products() {
 }
 
 #[test]
+fn the_escape_test_on_every_symbol_gives_the_same_products() {
+    let always = GpuContext::new(&GpuOptions::default().with_escape_test(true)).unwrap();
+    let checked = check_file(
+        &always,
+        &sample(),
+        "linear-escape-test",
+        &CompressOptions::default(),
+        1,
+    );
+    assert_eq!(checked, SAMPLE);
+}
+
+#[test]
 fn pieces_follow_the_shape_alone() {
     use vramzip::gpu::piece_steps;
     // words a row -> steps of 64 words a piece: the largest power of two up to 4 that divides

@@ -36,6 +36,14 @@ pub(super) fn decoder_constants(
     ]
 }
 
+impl GpuContext {
+    /// The decoders' override constants for a dispatch whose tables have escapes or not, as
+    /// this context takes them (see [`GpuContext::escape_test_always`]).
+    pub(super) fn decoder_constants(&self, escapes: bool) -> [(&'static str, f64); 2] {
+        decoder_constants(escapes || self.escape_test_always, self.table_in_workgroup)
+    }
+}
+
 /// Workgroups for a decoder dispatch of `blocks` blocks.
 pub(super) fn resident_workgroups(blocks: u64) -> u32 {
     blocks.clamp(1, RESIDENT_WORKGROUPS) as u32
@@ -184,7 +192,7 @@ impl GpuContext {
             .chain([(out.0, out.1, Some(out.2))])
             .chain(extra.iter().map(|&b| (b, 0, None)))
             .collect();
-        let constants = decoder_constants(c.escapes, self.table_in_workgroup);
+        let constants = self.decoder_constants(c.escapes);
         let workgroups = [resident_workgroups(workgroups), 1];
         self.dispatch_ranges(
             encoder, kernel, &constants, params, &ranges, workgroups, binding,

@@ -633,8 +633,7 @@ impl GpuContext {
             };
             let mut buffers: Vec<&wgpu::Buffer> = coded.buffers().to_vec();
             buffers.extend([x, partials]);
-            let [escapes, table] =
-                super::decode::decoder_constants(coded.escapes, self.table_in_workgroup);
+            let [escapes, table] = self.decoder_constants(coded.escapes);
             let constants = [escapes, table, batch_constant(n)];
             let kernel = &self.kernels.fused;
             let workgroups = [super::decode::resident_workgroups(fusion.blocks as u64), 1];

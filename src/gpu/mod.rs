@@ -36,6 +36,12 @@ pub struct GpuOptions {
     /// or `cache`), else workgroup memory. Both give the same bits; which is faster depends on
     /// the GPU, so both can be measured.
     pub table_in_workgroup: Option<bool>,
+    /// Whether every decode takes the pipeline that tests each symbol for a shared codebook's
+    /// escape, also where no table has one (`true`), or only where one has (`false`); `None`:
+    /// `VRAMZIP_DECODE_ESCAPES` (`always` or `needed`), else only where needed. Both give the
+    /// same bits; `true` measures what the test costs on a GPU, which decides whether per-tensor
+    /// codes may have escapes (BENCHMARKS.md, layout v2 against v1).
+    pub escape_test: Option<bool>,
 }
 
 impl GpuOptions {
@@ -54,6 +60,11 @@ impl GpuOptions {
         self.table_in_workgroup = Some(on);
         self
     }
+    /// Whether every decode tests each symbol for an escape (see the field).
+    pub fn with_escape_test(mut self, always: bool) -> Self {
+        self.escape_test = Some(always);
+        self
+    }
 }
 
 /// Where the decoders read the code table: `opts`, else `VRAMZIP_DECODE_TABLE`, else workgroup
@@ -67,6 +78,21 @@ fn table_in_workgroup(opts: Option<bool>) -> Result<bool> {
         Some("cache") => Ok(false),
         Some(other) => Err(Error::InvalidArgument(format!(
             "VRAMZIP_DECODE_TABLE '{other}': use workgroup or cache"
+        ))),
+    }
+}
+
+/// Whether every decode tests for escapes: `opts`, else `VRAMZIP_DECODE_ESCAPES`, else only where
+/// a table has an escape.
+fn escape_test_always(opts: Option<bool>) -> Result<bool> {
+    if let Some(always) = opts {
+        return Ok(always);
+    }
+    match std::env::var("VRAMZIP_DECODE_ESCAPES").ok().as_deref() {
+        None | Some("") | Some("needed") => Ok(false),
+        Some("always") => Ok(true),
+        Some(other) => Err(Error::InvalidArgument(format!(
+            "VRAMZIP_DECODE_ESCAPES '{other}': use needed or always"
         ))),
     }
 }
@@ -145,6 +171,9 @@ pub struct GpuContext {
     /// Whether the decoders keep the code table in workgroup memory (else read it through the
     /// cache).
     pub table_in_workgroup: bool,
+    /// Whether every decode takes the pipeline that tests each symbol for an escape, also where
+    /// no table has one (a measurement of that test's cost).
+    pub escape_test_always: bool,
     /// Fused-or-not choices measured on this device, by layer shape and batch.
     tuning: std::sync::Mutex<std::collections::HashMap<linear::TuneKey, bool>>,
     /// The first GPU error no error scope caught (wgpu's default would panic), or a lost device.
@@ -156,6 +185,7 @@ impl GpuContext {
     pub fn new(opts: &GpuOptions) -> Result<Self> {
         let backends = parse_backends(opts.backend.as_deref())?;
         let table = table_in_workgroup(opts.table_in_workgroup)?;
+        let escape_test = escape_test_always(opts.escape_test)?;
         let inst = instance(backends);
         let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
@@ -198,7 +228,7 @@ impl GpuContext {
                 slot.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
             }
         });
-        Self::with_device(info, device, queue, fault, table)
+        Self::with_device(info, device, queue, fault, table, escape_test)
     }
 
     /// Builds the kernels on a device the caller already has (an engine's own `wgpu::Device`
@@ -211,7 +241,8 @@ impl GpuContext {
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let info = device.adapter_info();
         let fault = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-        Self::with_device(info, device, queue, fault, table_in_workgroup(None)?)
+        let (table, escape_test) = (table_in_workgroup(None)?, escape_test_always(None)?);
+        Self::with_device(info, device, queue, fault, table, escape_test)
     }
 
     fn with_device(
@@ -220,6 +251,7 @@ impl GpuContext {
         queue: wgpu::Queue,
         fault: std::sync::Arc<std::sync::Mutex<Option<String>>>,
         table_in_workgroup: bool,
+        escape_test_always: bool,
     ) -> Result<Self> {
         let limits = device.limits();
         if limits.max_storage_buffers_per_shader_stage < 7 {
@@ -249,6 +281,7 @@ impl GpuContext {
             binds: Default::default(),
             staging: Default::default(),
             table_in_workgroup,
+            escape_test_always,
             tuning: Default::default(),
             fault,
         })
