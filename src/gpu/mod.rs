@@ -70,29 +70,27 @@ impl GpuOptions {
 /// Where the decoders read the code table: `opts`, else `VRAMZIP_DECODE_TABLE`, else workgroup
 /// memory.
 fn table_in_workgroup(opts: Option<bool>) -> Result<bool> {
-    if let Some(on) = opts {
-        return Ok(on);
-    }
-    match std::env::var("VRAMZIP_DECODE_TABLE").ok().as_deref() {
-        None | Some("") | Some("workgroup") => Ok(true),
-        Some("cache") => Ok(false),
-        Some(other) => Err(Error::InvalidArgument(format!(
-            "VRAMZIP_DECODE_TABLE '{other}': use workgroup or cache"
-        ))),
-    }
+    switch(opts, "VRAMZIP_DECODE_TABLE", ["cache", "workgroup"], true)
 }
 
 /// Whether every decode tests for escapes: `opts`, else `VRAMZIP_DECODE_ESCAPES`, else only where
 /// a table has an escape.
 fn escape_test_always(opts: Option<bool>) -> Result<bool> {
-    if let Some(always) = opts {
-        return Ok(always);
+    switch(opts, "VRAMZIP_DECODE_ESCAPES", ["needed", "always"], false)
+}
+
+/// A measurement switch: `opts` if given, else the environment variable `var` naming one of
+/// `[off, on]`, else `default`.
+fn switch(opts: Option<bool>, var: &str, [off, on]: [&str; 2], default: bool) -> Result<bool> {
+    if let Some(set) = opts {
+        return Ok(set);
     }
-    match std::env::var("VRAMZIP_DECODE_ESCAPES").ok().as_deref() {
-        None | Some("") | Some("needed") => Ok(false),
-        Some("always") => Ok(true),
+    match std::env::var(var).ok().as_deref() {
+        None | Some("") => Ok(default),
+        Some(v) if v == on => Ok(true),
+        Some(v) if v == off => Ok(false),
         Some(other) => Err(Error::InvalidArgument(format!(
-            "VRAMZIP_DECODE_ESCAPES '{other}': use needed or always"
+            "{var} '{other}': use {off} or {on}"
         ))),
     }
 }
