@@ -238,11 +238,13 @@ impl Coder<'_> {
                 for k in 0..E {
                     let e = entry(v, if BACK { E - 1 - k } else { k });
                     *seen |= e;
-                    if !LONG_CODES || e & LONG == 0 {
-                        w.add(e);
-                    } else {
+                    // a long code (an escape) is flushed around, so the four others still fit
+                    let long = LONG_CODES && e & LONG != 0;
+                    if long {
                         w.flush()?;
-                        w.add(e);
+                    }
+                    w.add(e);
+                    if long {
                         w.flush()?;
                     }
                     if (u * E + k + 1).is_multiple_of(CODES_PER_FLUSH) {

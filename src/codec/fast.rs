@@ -16,9 +16,7 @@
 //! 2. **Merge**: each element from its top and its raw bits, eight elements (whose raw bits start
 //!    on a byte) at a time, specialized per elements a word and raw bits an element.
 
-use super::{
-    BlockStarts, Codebook, Encoded, LANES, Layout, PAIRS, bytes_to_words, huffman, region_bits,
-};
+use super::{BlockStarts, Codebook, Encoded, LANES, Layout, PAIRS, bytes_to_words, huffman};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
@@ -256,10 +254,7 @@ pub(super) fn decode(
                     bytes,
                     raw: &enc.raw,
                     b: b as u64,
-                    regions: region_bits(
-                        &index[starts.index[b] as usize..],
-                        layout.block_pairs(b as u64),
-                    ),
+                    regions: starts.regions(layout, &index, b),
                 };
                 block
                     .decode(tops, out)

@@ -14,6 +14,16 @@ pub struct BlockStarts {
     pub stream: Vec<u64>,
 }
 
+impl BlockStarts {
+    /// The lengths in bits of the regions of block `b`, from its tensor's index words.
+    pub fn regions(&self, layout: &Layout, index: &[u32], b: usize) -> [u64; PAIRS] {
+        region_bits(
+            &index[self.index[b] as usize..],
+            layout.block_pairs(b as u64),
+        )
+    }
+}
+
 /// The lengths in bits of the regions of the block whose index starts at `words[0]` (`words`
 /// may run on past it) and has `pairs` regions ([`Layout::block_pairs`]); the others are empty.
 pub fn region_bits(words: &[u32], pairs: usize) -> [u64; PAIRS] {

@@ -1,8 +1,7 @@
 //! The reference decoder: the layout followed a symbol at a time, as plainly as it is written.
 
 use super::{
-    Codebook, Encoded, Layout, bytes_to_words, check_decode, huffman, mask, peek, region_bits,
-    rotate_out,
+    Codebook, Encoded, Layout, bytes_to_words, check_decode, huffman, mask, peek, rotate_out,
 };
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -70,10 +69,7 @@ pub fn decode_reference(
         .try_for_each(|(b, out)| {
             let first_group = b as u64 * block_groups;
             let block_stream = &stream[starts.stream[b] as usize..starts.stream[b + 1] as usize];
-            let regions = region_bits(
-                &index[starts.index[b] as usize..],
-                layout.block_pairs(b as u64),
-            );
+            let regions = starts.regions(layout, &index, b);
             let mut region_start = 0u64;
             for (p, &region) in regions.iter().enumerate() {
                 let region_end = region_start + region;
