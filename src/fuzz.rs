@@ -168,9 +168,9 @@ fn manifest_base() -> Option<&'static (Vec<u8>, Vec<u8>)> {
     .as_ref()
 }
 
-/// Lies in a compressed file's manifest and stored original header, with the header's checksum
-/// recomputed so that they reach the checks behind it: entries swapped, dropped, duplicated or
-/// changed field by field, bytes of the original header changed. Opening and decompressing must
+/// Lies in a compressed file's manifest, with its checksum recomputed so that they reach the
+/// checks behind it: entries swapped, dropped, duplicated or changed field by field, bytes of the
+/// original header it holds changed. Opening and decompressing must
 /// fail cleanly, or give back exactly the original file.
 pub fn manifest(data: &[u8]) {
     if let (Some(Ok(back)), Some((original, _))) = (lie(data), manifest_base()) {
@@ -188,81 +188,64 @@ fn lie(data: &[u8]) -> Option<std::result::Result<Vec<u8>, String>> {
     if data.len() < 4 {
         return None;
     }
-    let n = u64::from_le_bytes(packed[..8].try_into().unwrap_or_default()) as usize;
-    let mut header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&packed[8..8 + n]).ok()?;
-    let mut body = packed[8 + n..].to_vec();
-    let text = header["__metadata__"][format::MANIFEST_KEY].as_str()?;
-    let mut m: serde_json::Value = serde_json::from_str(text).ok()?;
-    let entries = m["tensors"].as_array().map_or(0, |t| t.len());
     let pick = |k: usize| data.get(k).copied().unwrap_or(0) as usize;
-    let (i, j) = (pick(1) % entries, pick(2) % entries);
-    match data[0] % 6 {
-        0 => {
-            if let Some(t) = m["tensors"].as_array_mut() {
-                t.swap(i, j);
-            }
-        }
-        1 => {
-            if let Some(t) = m["tensors"].as_array_mut() {
-                t.remove(i);
-            }
-        }
-        2 => {
-            if let Some(t) = m["tensors"].as_array_mut() {
-                let e = t[i].clone();
-                t.insert(j, e);
-            }
-        }
-        3 => {
-            // one field of one entry, to a value made from the input
-            let fields = [
-                "name",
-                "dtype",
-                "shape",
-                "bytes",
-                "xxh3",
-                "sym_bits",
-                "chunk_groups",
-                "stream_bytes",
-                "coding",
-            ];
-            let field = fields[pick(2) % fields.len()];
-            let rest = data.get(3..).unwrap_or_default();
-            let value: serde_json::Value = serde_json::from_slice(rest)
-                .unwrap_or_else(|_| String::from_utf8_lossy(rest).into_owned().into());
-            m["tensors"][i][field] = value;
-        }
-        _ => {
-            // bytes of the stored original header, xored with the input
-            if let Some((s, e)) = header
-                .get(format::HEADER_TENSOR)
-                .and_then(|h| h["data_offsets"].as_array())
-                .and_then(|o| Some((o.first()?.as_u64()? as usize, o.get(1)?.as_u64()? as usize)))
-                .filter(|&(s, e)| s < e && e <= body.len())
-            {
-                for (k, &x) in data[1..].iter().enumerate() {
-                    let at = s + (pick(1) * 31 + k * 7) % (e - s);
-                    body[at] ^= x;
+    let file = format::rewrite_manifest(packed, |m| {
+        let entries = m["tensors"].as_array().map_or(0, |t| t.len());
+        let (i, j) = (pick(1) % entries, pick(2) % entries);
+        match data[0] % 6 {
+            0 => {
+                if let Some(t) = m["tensors"].as_array_mut() {
+                    t.swap(i, j);
                 }
             }
+            1 => {
+                if let Some(t) = m["tensors"].as_array_mut() {
+                    t.remove(i);
+                }
+            }
+            2 => {
+                if let Some(t) = m["tensors"].as_array_mut() {
+                    let e = t[i].clone();
+                    t.insert(j, e);
+                }
+            }
+            3 => {
+                // one field of one entry, to a value made from the input
+                let fields = [
+                    "name",
+                    "dtype",
+                    "shape",
+                    "bytes",
+                    "xxh3",
+                    "sym_bits",
+                    "chunk_groups",
+                    "stream_bytes",
+                    "coding",
+                ];
+                let field = fields[pick(2) % fields.len()];
+                let rest = data.get(3..).unwrap_or_default();
+                let value: serde_json::Value = serde_json::from_slice(rest)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(rest).into_owned().into());
+                m["tensors"][i][field] = value;
+            }
+            _ => {
+                // bytes of the original header, xored with the input
+                let mut original = m["original_header"]
+                    .as_str()
+                    .unwrap_or("")
+                    .as_bytes()
+                    .to_vec();
+                let len = original.len().max(1);
+                for (k, &x) in data[1..].iter().enumerate() {
+                    if let Some(b) = original.get_mut((pick(1) * 31 + k * 7) % len) {
+                        *b ^= x;
+                    }
+                }
+                m["original_header"] = String::from_utf8_lossy(&original).into_owned().into();
+            }
         }
-    }
-    // the stored header's checksum made to fit whatever it holds now
-    if let Some((s, e)) = header
-        .get(format::HEADER_TENSOR)
-        .and_then(|h| h["data_offsets"].as_array())
-        .and_then(|o| Some((o.first()?.as_u64()? as usize, o.get(1)?.as_u64()? as usize)))
-        .filter(|&(s, e)| s <= e && e <= body.len())
-    {
-        m["header_xxh3"] = format!("{:016x}", format::checksum(&body[s..e])).into();
-    }
-    header["__metadata__"][format::MANIFEST_KEY] = m.to_string().into();
-    let mut text = serde_json::to_vec(&header).ok()?;
-    text.resize(text.len().next_multiple_of(8), b' ');
-    let mut file = (text.len() as u64).to_le_bytes().to_vec();
-    file.extend(text);
-    file.extend(body);
+    })
+    .ok()?;
     let tmp = tempfile::Builder::new()
         .prefix("vramzip-fuzz-")
         .tempdir()

@@ -39,7 +39,7 @@ fn output_is_a_valid_safetensors_file() {
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("the safetensors crate opens it");
     let names = st.names();
     assert!(names.contains(&"bf16.big"));
-    assert!(names.contains(&format::HEADER_TENSOR));
+    assert!(names.contains(&format::MANIFEST_TENSOR));
     // stored tensors keep their dtype and stay usable as they are
     assert_eq!(st.tensor("ids").unwrap().dtype(), safetensors::Dtype::I64);
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -404,27 +404,38 @@ const SAMPLE_XXH3: u64 = 4394774277393860941;
 #[test]
 fn a_manifest_that_claims_too_much_is_refused_before_allocating() {
     let dir = tmpdir("lying-manifest");
-    let manifest = r#"{"format":2,"lanes":64,"header_xxh3":"0000000000000000","file_xxh3":"0000000000000000","tensors":[{"name":"w","dtype":"BF16","shape":[1000000000000],"bytes":2000000000000,"xxh3":"0000000000000000","coding":"huffman","sym_bits":11,"chunk_groups":128,"index_bytes":4,"stream_bytes":4}]}"#;
-    let p = dir.join("lie.safetensors");
-    write_safetensors(
-        &p,
-        &[
-            (format::HEADER_TENSOR, "U8", vec![2], b"{}".to_vec()),
-            ("w", "U8", vec![64], vec![0; 64]),
-        ],
-        Some(&[(format::MANIFEST_KEY, manifest)]),
-    );
+    let manifest = r#"{"original_header":"{}","file_xxh3":"0000000000000000","tensors":[{"name":"w","dtype":"BF16","shape":[1000000000000],"bytes":2000000000000,"xxh3":"0000000000000000","coding":"huffman","sym_bits":11,"chunk_groups":128,"index_bytes":4,"stream_bytes":4}]}"#;
+    let p = with_manifest(&dir, 2, manifest, ("w", vec![0; 64]));
     let err = Archive::open(&p).unwrap_err().to_string();
     assert!(err.contains("claims"), "{err}");
 }
 
-/// A file with only the original header tensor and `manifest`, in `dir`.
-fn with_manifest(dir: &std::path::Path, manifest: &str) -> std::path::PathBuf {
+/// A file in `dir` that holds `tensor` (as U8) and `manifest` as vramzip `format` writes them.
+fn with_manifest(
+    dir: &std::path::Path,
+    format: u32,
+    manifest: &str,
+    tensor: (&str, Vec<u8>),
+) -> std::path::PathBuf {
     let p = dir.join("m.safetensors");
+    let packed = format::deflate(manifest.as_bytes());
+    let marker = format!(
+        r#"{{"format":{format},"lanes":64,"manifest_xxh3":"{:016x}"}}"#,
+        format::checksum(&packed)
+    );
+    let (name, bytes) = tensor;
     write_safetensors(
         &p,
-        &[(format::HEADER_TENSOR, "U8", vec![2], b"{}".to_vec())],
-        Some(&[(format::MANIFEST_KEY, manifest)]),
+        &[
+            (name, "U8", vec![bytes.len() as u64], bytes),
+            (
+                format::MANIFEST_TENSOR,
+                "U8",
+                vec![packed.len() as u64],
+                packed,
+            ),
+        ],
+        Some(&[(format::MANIFEST_KEY, &marker)]),
     );
     p
 }
@@ -432,7 +443,7 @@ fn with_manifest(dir: &std::path::Path, manifest: &str) -> std::path::PathBuf {
 #[test]
 fn a_version_1_file_gets_a_clear_error() {
     let dir = tmpdir("version-1");
-    let p = with_manifest(&dir, r#"{"format":1,"lanes":64,"tensors":[]}"#);
+    let p = with_manifest(&dir, 1, r#"{"tensors":[]}"#, ("w", vec![]));
     let err = Archive::open(&p).unwrap_err().to_string();
     assert!(
         err.contains("format 1 (layout v1)") && err.contains("compress the original again"),
@@ -443,7 +454,7 @@ fn a_version_1_file_gets_a_clear_error() {
 #[test]
 fn an_unknown_format_version_is_refused() {
     let dir = tmpdir("version");
-    let p = with_manifest(&dir, r#"{"format":99,"lanes":64,"tensors":[]}"#);
+    let p = with_manifest(&dir, 99, r#"{"tensors":[]}"#, ("w", vec![]));
     let err = Archive::open(&p).unwrap_err().to_string();
     assert!(err.contains("format 99"), "{err}");
     let out = vramzip(&["verify", "--cpu", p.to_str().unwrap()]);

@@ -12,27 +12,10 @@ fn compress(src: &Path, vz: &Path) {
     format::compress_file(src, vz, &CompressOptions::default(), &|_| {}).unwrap();
 }
 
-/// The header JSON of a safetensors file and where its data section starts.
-fn header_of(bytes: &[u8]) -> (serde_json::Map<String, serde_json::Value>, usize) {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), 8 + n)
-}
-
 /// Rewrites the manifest of the compressed file `vz` with `change`, keeping everything else.
 fn rewrite_manifest(vz: &Path, change: impl FnOnce(&mut serde_json::Value)) {
     let bytes = std::fs::read(vz).unwrap();
-    let (mut header, data) = header_of(&bytes);
-    let meta = header["__metadata__"].as_object_mut().unwrap();
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(meta["vramzip"].as_str().unwrap()).unwrap();
-    change(&mut manifest);
-    meta.insert("vramzip".into(), manifest.to_string().into());
-    let mut text = serde_json::to_vec(&header).unwrap();
-    text.resize(text.len().next_multiple_of(8), b' ');
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend(text);
-    out.extend(&bytes[data..]);
-    std::fs::write(vz, out).unwrap();
+    std::fs::write(vz, format::rewrite_manifest(&bytes, change).unwrap()).unwrap();
 }
 
 /// Opens `vz` and decompresses it: the error, if any step refuses.
@@ -42,14 +25,15 @@ fn open_and_decompress(vz: &Path, back: &Path) -> Option<String> {
 }
 
 #[test]
-fn a_flipped_bit_in_the_stored_original_header_is_refused() {
-    let dir = tmpdir("header-flip");
+fn a_flipped_bit_in_the_manifest_is_refused() {
+    // the manifest holds the original header too: every byte of it is under its checksum
+    let dir = tmpdir("manifest-flip");
     let (vz, back) = (dir.join("s.vz"), dir.join("back"));
     compress(&sample(), &vz);
     let good = std::fs::read(&vz).unwrap();
     let (start, end) = Archive::open(&vz)
         .unwrap()
-        .range(format::HEADER_TENSOR)
+        .range(format::MANIFEST_TENSOR)
         .unwrap();
     let mut s = 7u64;
     for _ in 0..40 {
@@ -59,8 +43,11 @@ fn a_flipped_bit_in_the_stored_original_header_is_refused() {
         bad[at] ^= 1 << ((s >> 20) % 8);
         std::fs::write(&vz, &bad).unwrap();
         let err = open_and_decompress(&vz, &back)
-            .unwrap_or_else(|| panic!("a flipped bit at {at} of the original header passed"));
-        assert!(err.contains("original header"), "{err}");
+            .unwrap_or_else(|| panic!("a flipped bit at {at} of the manifest passed"));
+        assert!(
+            err.contains("the manifest does not match its checksum"),
+            "{err}"
+        );
         assert!(!back.exists());
     }
 }
@@ -165,16 +152,36 @@ fn manifest_entries_that_disagree_with_the_original_header_are_refused() {
 }
 
 #[test]
-fn a_file_without_the_header_checksums_is_refused() {
+fn a_file_without_its_checksums_is_refused() {
     // files that cannot be checked whole are not trusted
     let dir = tmpdir("no-checksums");
     let vz = dir.join("s.vz");
     compress(&sample(), &vz);
+    let good = std::fs::read(&vz).unwrap();
     rewrite_manifest(&vz, |m| {
-        m.as_object_mut().unwrap().remove("header_xxh3");
+        m.as_object_mut().unwrap().remove("file_xxh3");
     });
     let err = Archive::open(&vz).unwrap_err().to_string();
-    assert!(err.contains("header_xxh3"), "{err}");
+    assert!(err.contains("file_xxh3"), "{err}");
+    // the marker without the manifest's checksum
+    let marker = r#"{"format":2,"lanes":64}"#;
+    let (n, text) = header_of(&good);
+    let mut header: serde_json::Value = serde_json::from_slice(text).unwrap();
+    header["__metadata__"][format::MANIFEST_KEY] = marker.into();
+    let mut out = serde_json::to_vec(&header).unwrap();
+    out.resize(out.len().next_multiple_of(8), b' ');
+    let mut file = (out.len() as u64).to_le_bytes().to_vec();
+    file.extend(out);
+    file.extend(&good[8 + n..]);
+    std::fs::write(&vz, file).unwrap();
+    let err = Archive::open(&vz).unwrap_err().to_string();
+    assert!(err.contains("no manifest checksum"), "{err}");
+}
+
+/// The header length and header bytes of a safetensors file.
+fn header_of(bytes: &[u8]) -> (usize, &[u8]) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (n, &bytes[8..8 + n])
 }
 
 #[test]

@@ -229,7 +229,7 @@ fn compress_tree(
             for name in archive
                 .tensor_names()
                 .into_iter()
-                .filter(|n| n != super::HEADER_TENSOR)
+                .filter(|n| n != super::MANIFEST_TENSOR)
             {
                 map.insert(name, serde_json::Value::String(shard.clone()));
             }

@@ -1,8 +1,8 @@
 //! Reading a compressed file: only the header at open, tensors on demand with positioned reads.
 
 use super::{
-    Coding, FORMAT_VERSION, FileChecksum, HEADER_TENSOR, Header, MANIFEST_KEY, Manifest,
-    ManifestTensor, checksum, parse_header, read_header,
+    Coding, FORMAT_VERSION, FileChecksum, Header, MANIFEST_KEY, MANIFEST_TENSOR, MAX_HEADER_BYTES,
+    Manifest, ManifestTensor, checksum, inflate, parse_header, read_header,
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout};
 use crate::error::{Error, Result};
@@ -77,8 +77,47 @@ pub struct Archive {
     pub tensors: Vec<TensorEntry>,
     /// Position in `tensors` by name.
     index: HashMap<String, usize>,
+    /// The original file's header bytes.
+    original_header: Vec<u8>,
     /// Checksum of the whole original file.
     file_xxh3: u64,
+}
+
+/// The manifest of the file whose header is `header`: its tensor, checked against the marker's
+/// checksum, inflated and parsed.
+fn read_manifest(
+    file: &File,
+    header: &Header,
+    xxh3: Option<&str>,
+    path: &Path,
+) -> Result<Manifest> {
+    let bad = |why: String| Error::invalid(path, why);
+    let xxh3 = xxh3
+        .and_then(|x| u64::from_str_radix(x, 16).ok())
+        .ok_or_else(|| bad("the vramzip marker has no manifest checksum".into()))?;
+    let t = header
+        .tensors
+        .iter()
+        .find(|t| t.name == MANIFEST_TENSOR && t.dtype == "U8")
+        .ok_or_else(|| {
+            bad(format!(
+                "the manifest tensor '{MANIFEST_TENSOR}' is missing"
+            ))
+        })?;
+    if t.end - t.start > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "the manifest takes {} bytes, more than the {MAX_HEADER_BYTES} accepted",
+            t.end - t.start
+        )));
+    }
+    let mut packed = vec![0u8; (t.end - t.start) as usize];
+    super::read_exact_at(file, &mut packed, header.data_start + t.start)
+        .map_err(|e| Error::io(path, e))?;
+    if checksum(&packed) != xxh3 {
+        return Err(bad("the manifest does not match its checksum".into()));
+    }
+    let text = inflate(&packed).map_err(|e| bad(format!("the manifest: {e}")))?;
+    serde_json::from_slice(&text).map_err(|e| bad(format!("vramzip manifest: {e}")))
 }
 
 /// `bytes` if they match `t`'s stored checksum.
@@ -110,14 +149,15 @@ impl Archive {
                     "not a vramzip file (no 'vramzip' entry in __metadata__)",
                 )
             })?;
-        // the version first: another version's manifest may have other fields
+        // the version first: another version's marker and manifest may have other fields
         #[derive(serde::Deserialize)]
         struct Version {
             format: Option<serde_json::Value>,
             lanes: Option<serde_json::Value>,
+            manifest_xxh3: Option<String>,
         }
         let v: Version = serde_json::from_str(text)
-            .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
+            .map_err(|e| Error::invalid(path, format!("vramzip marker: {e}")))?;
         let number = |x: &Option<serde_json::Value>| x.as_ref().and_then(|x| x.as_u64());
         if number(&v.format) != Some(FORMAT_VERSION as u64)
             || number(&v.lanes) != Some(codec::LANES as u64)
@@ -144,8 +184,7 @@ impl Archive {
                 ),
             ));
         }
-        let manifest: Manifest = serde_json::from_str(text)
-            .map_err(|e| Error::invalid(path, format!("vramzip manifest: {e}")))?;
+        let manifest = read_manifest(&file, &header, v.manifest_xxh3.as_deref(), path)?;
         let ranges: HashMap<String, (u64, u64)> = header
             .tensors
             .iter()
@@ -162,21 +201,10 @@ impl Archive {
             .map(|t| (t.name.as_str(), t.dtype.as_str()))
             .collect();
         let u8_tensor = |name: &str| dtypes.get(name) == Some(&"U8");
-        let sum = |what: &str, text: &str| {
-            u64::from_str_radix(text, 16)
-                .map_err(|_| Error::invalid(path, format!("{what}: bad checksum text")))
-        };
-        let (header_xxh3, file_xxh3) = (
-            sum("original header", &manifest.header_xxh3)?,
-            sum("original file", &manifest.file_xxh3)?,
-        );
-        if !u8_tensor(HEADER_TENSOR) {
-            return Err(Error::invalid(
-                path,
-                "the original header tensor is missing",
-            ));
-        }
+        let file_xxh3 = u64::from_str_radix(&manifest.file_xxh3, 16)
+            .map_err(|_| Error::invalid(path, "original file: bad checksum text"))?;
         let mut tensors = Vec::new();
+        let original_header = manifest.original_header.into_bytes();
         for meta in manifest.tensors {
             let xxh3 = u64::from_str_radix(&meta.xxh3, 16).map_err(|_| {
                 Error::invalid(path, format!("tensor '{}': bad checksum text", meta.name))
@@ -261,9 +289,10 @@ impl Archive {
             ranges,
             index: HashMap::new(),
             tensors,
+            original_header,
             file_xxh3,
         };
-        archive.check_against_original(header_xxh3)?;
+        archive.check_against_original()?;
         Ok(archive)
     }
 
@@ -277,18 +306,14 @@ impl Archive {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// Every byte decompression writes is covered: the stored original header by its checksum,
-    /// each tensor by its own, and the manifest must agree with that header entry by entry (name,
-    /// dtype, shape, size, order), so that what decompression writes is a file with those
-    /// tensors in those places, checked again as a whole before it is renamed into place.
-    fn check_against_original(&mut self, header_xxh3: u64) -> Result<()> {
+    /// Every byte decompression writes is covered: the original header (in the manifest) by the
+    /// manifest's checksum, each tensor by its own, and the manifest's entries must agree with
+    /// that header entry by entry (name, dtype, shape, size, order), so that what decompression
+    /// writes is a file with those tensors in those places, checked again as a whole before it
+    /// is renamed into place.
+    fn check_against_original(&mut self) -> Result<()> {
         let bad = |why: String| Error::invalid(&self.path, why);
-        let raw = self.original_header()?;
-        if checksum(&raw) != header_xxh3 {
-            return Err(bad(
-                "the stored original header does not match its checksum".into(),
-            ));
-        }
+        let raw = self.original_header.clone();
         let data_len = self
             .tensors
             .iter()
@@ -388,9 +413,11 @@ impl Archive {
             .collect()
     }
 
-    /// Size of the file's header (8-byte length included).
+    /// Bytes that describe the file rather than hold tensors: its safetensors header (8-byte
+    /// length included) and the manifest.
     pub fn header_bytes(&self) -> u64 {
-        self.header.data_start
+        let size = |name: &str| self.ranges.get(name).map_or(0, |(s, e)| e - s);
+        self.header.data_start + size(MANIFEST_TENSOR)
     }
 
     /// Byte range of a stored tensor (by its name in this file) within the file.
@@ -423,8 +450,8 @@ impl Archive {
     }
 
     /// The original file's header bytes.
-    pub fn original_header(&self) -> Result<Vec<u8>> {
-        self.read(HEADER_TENSOR)
+    pub fn original_header(&self) -> &[u8] {
+        &self.original_header
     }
 
     fn parts(&self, t: &TensorEntry) -> Result<PartRanges> {
@@ -481,9 +508,9 @@ impl Archive {
     /// into place). Every tensor's checksum is checked. `progress` gets the bytes done so far.
     pub fn decompress_to(&self, output: impl AsRef<Path>, progress: &dyn Fn(u64)) -> Result<()> {
         let output = output.as_ref();
-        let head = self.original_header()?;
-        let (tmp, mut w) = super::write::start_file(output, &head)?;
-        let mut whole = FileChecksum::new(&head);
+        let head = self.original_header();
+        let (tmp, mut w) = super::write::start_file(output, head)?;
+        let mut whole = FileChecksum::new(head);
         let mut done = 0;
         // decoded in parallel, written in order
         for (_, bytes) in super::in_batches(&self.tensors, |t| t.meta.bytes, |t| self.decode(t)) {

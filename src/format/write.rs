@@ -1,8 +1,8 @@
 //! Writing a compressed file.
 
 use super::{
-    Coding, FORMAT_MARKER, FORMAT_VERSION, FileChecksum, HEADER_TENSOR, MANIFEST_KEY,
-    MAX_HEADER_BYTES, Manifest, ManifestTensor, SafetensorsFile, checksum, hex,
+    Coding, FORMAT_MARKER, FORMAT_VERSION, FileChecksum, MANIFEST_KEY, MANIFEST_TENSOR,
+    MAX_HEADER_BYTES, Manifest, ManifestTensor, Marker, SafetensorsFile, checksum, deflate, hex,
 };
 use crate::codec::{self, Codebook, CodedTensor, Encoded, Layout, huffman};
 use crate::error::{Error, Result};
@@ -83,7 +83,8 @@ pub struct CompressStats {
     pub input_bytes: u64,
     /// Size of the output file.
     pub output_bytes: u64,
-    /// Header bytes of the output (manifest and stored original header included).
+    /// Bytes of the output that describe it rather than hold tensors: its safetensors header and
+    /// the manifest.
     pub header_bytes: u64,
 }
 
@@ -443,12 +444,11 @@ pub fn compress_file(
         pos: 0,
         path: output.to_path_buf(),
     };
-    out.put_u8(HEADER_TENSOR.to_string(), &header.raw)?;
+    let original_header = String::from_utf8(header.raw.clone())
+        .map_err(|_| Error::invalid(input, "its header is not UTF-8"))?;
     let mut manifest = Manifest {
-        format: FORMAT_VERSION,
-        lanes: codec::LANES,
         tensors: Vec::new(),
-        header_xxh3: hex(checksum(&header.raw)),
+        original_header,
         file_xxh3: String::new(),
     };
     // header.tensors is in data order, which tiles the data section: fed in that order, the
@@ -540,6 +540,9 @@ pub fn compress_file(
         progress(done);
     }
     manifest.file_xxh3 = hex(whole.digest());
+    let packed_manifest =
+        deflate(&serde_json::to_vec(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?);
+    out.put_u8(MANIFEST_TENSOR.to_string(), &packed_manifest)?;
     let data_file = out
         .data
         .into_inner()
@@ -551,9 +554,14 @@ pub fn compress_file(
     // the file instead of handing out its coded parts as U8 blobs; the original `format` stays in
     // the stored original header, which decompression restores byte for byte.
     meta.insert("format".to_string(), FORMAT_MARKER.to_string());
+    let marker = Marker {
+        format: FORMAT_VERSION,
+        lanes: codec::LANES,
+        manifest_xxh3: hex(checksum(&packed_manifest)),
+    };
     meta.insert(
         MANIFEST_KEY.to_string(),
-        serde_json::to_string(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        serde_json::to_string(&marker).map_err(|e| Error::InvalidArgument(e.to_string()))?,
     );
     let mut head = serde_json::to_vec(&HeaderOut {
         metadata: &meta,
@@ -566,10 +574,7 @@ pub fn compress_file(
     // discovered at decompression
     if head.len() as u64 > MAX_HEADER_BYTES {
         return Err(Error::TooLarge {
-            what: format!(
-                "the header of {} (tensor entries and manifest)",
-                output.display()
-            ),
+            what: format!("the header of {} (its tensor entries)", output.display()),
             size: head.len() as u64,
             limit: MAX_HEADER_BYTES,
         });
@@ -583,7 +588,7 @@ pub fn compress_file(
         .map_err(|e| Error::io(output, e.into_error()))?;
     tmp.persist(final_file, output)?;
     stats.input_bytes = header.data_start + header.tensors.last().map_or(0, |t| t.end);
-    stats.header_bytes = 8 + head.len() as u64 + header.raw.len() as u64;
+    stats.header_bytes = 8 + head.len() as u64 + packed_manifest.len() as u64;
     stats.output_bytes = 8 + head.len() as u64 + out.pos;
     Ok(stats)
 }
