@@ -1,4 +1,5 @@
-//! Reading a compressed file: only the header at open, tensors on demand with positioned reads.
+//! Reading a compressed file: its header and manifest at open, tensors on demand with positioned
+//! reads.
 
 use super::{
     Coding, FORMAT_VERSION, FileChecksum, Header, MANIFEST_KEY, MANIFEST_TENSOR, MAX_HEADER_BYTES,
