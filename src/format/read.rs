@@ -95,7 +95,14 @@ fn read_manifest(
     let bad = |why: String| Error::invalid(path, why);
     let xxh3 = xxh3
         .and_then(|x| u64::from_str_radix(x, 16).ok())
-        .ok_or_else(|| bad("the vramzip marker has no manifest checksum".into()))?;
+        .ok_or_else(|| {
+            bad(
+                "the vramzip marker has no manifest checksum (files of earlier builds of format 2 \
+                 kept the manifest in __metadata__: decompress with the build that wrote it, \
+                 then compress again)"
+                    .into(),
+            )
+        })?;
     let t = header
         .tensors
         .iter()
