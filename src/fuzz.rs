@@ -170,8 +170,8 @@ fn manifest_base() -> Option<&'static (Vec<u8>, Vec<u8>)> {
 
 /// Lies in a compressed file's manifest, with its checksum recomputed so that they reach the
 /// checks behind it: entries swapped, dropped, duplicated or changed field by field, bytes of the
-/// original header it holds changed. Opening and decompressing must
-/// fail cleanly, or give back exactly the original file.
+/// original header it holds changed. Opening and decompressing must fail cleanly, or give back
+/// exactly the original file.
 pub fn manifest(data: &[u8]) {
     if let (Some(Ok(back)), Some((original, _))) = (lie(data), manifest_base()) {
         assert_eq!(
