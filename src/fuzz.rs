@@ -65,9 +65,9 @@ pub fn decoder(data: &[u8]) {
         Codebook::from_histogram(sym_bits, &hist)
     });
     // an index of the size one delta width would give every block, so decoding can get past it
-    let delta_bits = (data[2] / 8) as u64 % 25;
+    let delta_bits = (data[2] / 8) as u32 % 25;
     let index: u64 = (0..layout.blocks())
-        .map(|b| 1 + (layout.block_pairs(b) as u64 * delta_bits).div_ceil(32))
+        .map(|b| codec::index_words(layout.block_pairs(b), delta_bits))
         .sum();
     let index = (4 * index as usize).min(rest.len() / 4 * 4);
     let raw = (layout.raw_bytes() as usize).min(rest.len() - index);

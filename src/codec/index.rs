@@ -40,7 +40,7 @@ pub fn region_bits(words: &[u32], pairs: usize) -> [u64; PAIRS] {
 }
 
 /// Words of a block's index with `pairs` regions of deltas `delta_bits` wide.
-fn index_words(pairs: usize, delta_bits: u32) -> u64 {
+pub fn index_words(pairs: usize, delta_bits: u32) -> u64 {
     1 + (pairs as u64 * delta_bits as u64).div_ceil(32)
 }
 

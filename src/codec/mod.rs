@@ -56,7 +56,7 @@ pub mod shared;
 use crate::error::{Error, Result};
 pub use choose::{Choice, choose, symbol_histogram, top_histogram};
 pub use encode::encode;
-pub use index::{BlockStarts, block_starts, check_parts, region_bits, validate};
+pub use index::{BlockStarts, block_starts, check_parts, index_words, region_bits, validate};
 pub use reference::decode_reference;
 
 /// Lanes of a quarter: the output words of one step, written side by side.

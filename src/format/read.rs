@@ -84,11 +84,11 @@ pub struct Archive {
     file_xxh3: u64,
 }
 
-/// The manifest of the file whose header is `header`: its tensor, checked against the marker's
-/// checksum, inflated and parsed.
+/// The manifest of a file from its tensor's byte range (`None`: there is none), checked
+/// against the marker's checksum `xxh3`, inflated and parsed.
 fn read_manifest(
     file: &File,
-    header: &Header,
+    range: Option<(u64, u64)>,
     xxh3: Option<&str>,
     path: &Path,
 ) -> Result<Manifest> {
@@ -103,24 +103,19 @@ fn read_manifest(
                     .into(),
             )
         })?;
-    let t = header
-        .tensors
-        .iter()
-        .find(|t| t.name == MANIFEST_TENSOR && t.dtype == "U8")
-        .ok_or_else(|| {
-            bad(format!(
-                "the manifest tensor '{MANIFEST_TENSOR}' is missing"
-            ))
-        })?;
-    if t.end - t.start > MAX_HEADER_BYTES {
+    let (start, end) = range.ok_or_else(|| {
+        bad(format!(
+            "the manifest tensor '{MANIFEST_TENSOR}' is missing"
+        ))
+    })?;
+    if end - start > MAX_HEADER_BYTES {
         return Err(bad(format!(
             "the manifest takes {} bytes, more than the {MAX_HEADER_BYTES} accepted",
-            t.end - t.start
+            end - start
         )));
     }
-    let mut packed = vec![0u8; (t.end - t.start) as usize];
-    super::read_exact_at(file, &mut packed, header.data_start + t.start)
-        .map_err(|e| Error::io(path, e))?;
+    let mut packed = vec![0u8; (end - start) as usize];
+    super::read_exact_at(file, &mut packed, start).map_err(|e| Error::io(path, e))?;
     if checksum(&packed) != xxh3 {
         return Err(bad("the manifest does not match its checksum".into()));
     }
@@ -192,7 +187,6 @@ impl Archive {
                 ),
             ));
         }
-        let manifest = read_manifest(&file, &header, v.manifest_xxh3.as_deref(), path)?;
         let ranges: HashMap<String, (u64, u64)> = header
             .tensors
             .iter()
@@ -209,6 +203,11 @@ impl Archive {
             .map(|t| (t.name.as_str(), t.dtype.as_str()))
             .collect();
         let u8_tensor = |name: &str| dtypes.get(name) == Some(&"U8");
+        let manifest_range = ranges
+            .get(MANIFEST_TENSOR)
+            .filter(|_| u8_tensor(MANIFEST_TENSOR))
+            .copied();
+        let manifest = read_manifest(&file, manifest_range, v.manifest_xxh3.as_deref(), path)?;
         let file_xxh3 = u64::from_str_radix(&manifest.file_xxh3, 16)
             .map_err(|_| Error::invalid(path, "original file: bad checksum text"))?;
         let mut tensors = Vec::new();
@@ -321,7 +320,8 @@ impl Archive {
     /// is renamed into place.
     fn check_against_original(&mut self) -> Result<()> {
         let bad = |why: String| Error::invalid(&self.path, why);
-        let raw = self.original_header.clone();
+        // parsed, then kept: parse_header hands the bytes back in `raw`
+        let raw = std::mem::take(&mut self.original_header);
         let data_len = self
             .tensors
             .iter()
@@ -363,6 +363,7 @@ impl Archive {
             .enumerate()
             .map(|(i, t)| (t.meta.name.clone(), i))
             .collect();
+        self.original_header = original.raw;
         Ok(())
     }
 
